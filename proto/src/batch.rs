@@ -272,6 +272,77 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// One record inside an uncompressed batch, borrowed from the batch bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+fn get_varlong(buf: &[u8], at: &mut usize) -> Result<i64, BatchError> {
+    let mut z: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*at).ok_or(BatchError::BadHeader("record truncated"))?;
+        *at += 1;
+        z |= ((b & 0x7f) as u64) << shift;
+        if b & 0x80 == 0 {
+            return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    Err(BatchError::BadHeader("varint too long"))
+}
+
+fn get_bytes<'a>(buf: &'a [u8], at: &mut usize) -> Result<Option<&'a [u8]>, BatchError> {
+    let len = get_varlong(buf, at)?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let end = at.checked_add(len as usize).filter(|e| *e <= buf.len());
+    let end = end.ok_or(BatchError::BadHeader("record field overruns the batch"))?;
+    let out = &buf[*at..end];
+    *at = end;
+    Ok(Some(out))
+}
+
+/// Decodes the records of one whole, uncompressed batch (as validated by
+/// [`validate_batch`]). Used where the node reads its own internal topics;
+/// client data is never decoded.
+pub fn records(batch: &[u8]) -> Result<Vec<RecordView<'_>>, BatchError> {
+    let h = BatchHeader::parse(batch)?;
+    if h.compression() != 0 {
+        return Err(BatchError::BadHeader("compressed batch"));
+    }
+    let body = &batch[BATCH_HEADER_LEN..h.total_len().min(batch.len())];
+    let mut at = 0usize;
+    let mut out = Vec::with_capacity(h.records_count.clamp(0, 4096) as usize);
+    for _ in 0..h.records_count {
+        let len = get_varlong(body, &mut at)?;
+        let end = (len >= 0)
+            .then(|| at.checked_add(len as usize))
+            .flatten()
+            .filter(|e| *e <= body.len())
+            .ok_or(BatchError::BadHeader("record length overruns the batch"))?;
+        let rec = &body[..end];
+        at += 1; // record attributes
+        let timestamp_delta = get_varlong(rec, &mut at)?;
+        let offset_delta = get_varlong(rec, &mut at)? as i32;
+        let key = get_bytes(rec, &mut at)?;
+        let value = get_bytes(rec, &mut at)?;
+        let headers = get_varlong(rec, &mut at)?;
+        for _ in 0..headers.max(0) {
+            get_bytes(rec, &mut at)?;
+            get_bytes(rec, &mut at)?;
+        }
+        if at != end {
+            return Err(BatchError::BadHeader("record length does not match its fields"));
+        }
+        out.push(RecordView { offset_delta, timestamp_delta, key, value });
+    }
+    Ok(out)
+}
+
 /// Builds uncompressed v2 batches. Used by tests, tools and fault injection;
 /// the node itself never builds client batches.
 pub mod build {
@@ -336,7 +407,9 @@ pub mod build {
         let max_ts = base_timestamp + records.iter().map(|r| r.timestamp_delta).max().unwrap_or(0);
         let mut out = Vec::with_capacity(BATCH_HEADER_LEN + body.len());
         out.extend_from_slice(&0i64.to_be_bytes());
-        out.extend_from_slice(&((BATCH_HEADER_LEN - LOG_OVERHEAD + body.len()) as i32).to_be_bytes());
+        out.extend_from_slice(
+            &((BATCH_HEADER_LEN - LOG_OVERHEAD + body.len()) as i32).to_be_bytes(),
+        );
         out.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
         out.push(2); // magic
         out.extend_from_slice(&[0; 4]); // crc, set below
@@ -443,7 +516,36 @@ mod tests {
         assert_eq!(it.position(), good);
     }
 
+    #[test]
+    fn records_decode_what_build_encodes() {
+        let b = batch(
+            &[
+                Record { key: Some(b"k1"), value: Some(b"v1"), timestamp_delta: 0 },
+                Record { key: None, value: None, timestamp_delta: 7 },
+            ],
+            5,
+            Producer::default(),
+        );
+        let recs = records(&b).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].key, Some(&b"k1"[..]));
+        assert_eq!(recs[0].value, Some(&b"v1"[..]));
+        assert_eq!(
+            recs[1],
+            RecordView { offset_delta: 1, timestamp_delta: 7, key: None, value: None }
+        );
+    }
+
     proptest::proptest! {
+        #[test]
+        fn records_never_panic(count in 1usize..4, len in 0usize..20, cut in 0usize..200, flip in 0usize..200) {
+            let mut b = simple(count, len, 0);
+            let at = BATCH_HEADER_LEN + flip % (b.len() - BATCH_HEADER_LEN);
+            b[at] = b[at].wrapping_add(0x41);
+            let cut = cut.min(b.len());
+            let _ = records(&b[..cut.max(BATCH_HEADER_LEN)]);
+        }
+
         #[test]
         fn parse_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
             let _ = validate_batch(&data);

@@ -1,1 +1,145 @@
-//! placeholder
+//! Harness for cross-process tests: runs the real `weir` binary (`weir dev`)
+//! on a free port with its own data folder, and tears it down.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a binary built from this workspace (next to the test executable).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} not found: build the workspace binaries first (cargo build --workspace --bins)",
+        bin.display()
+    );
+    bin
+}
+
+/// A port nobody is listening on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `weir dev` process.
+pub struct WeirDev {
+    child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub shards: usize,
+    _tmp: Option<tempfile::TempDir>,
+    stderr_log: PathBuf,
+}
+
+impl WeirDev {
+    /// Starts `weir dev` in a fresh temporary folder.
+    pub fn start() -> WeirDev {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut dev = WeirDev::start_in(&dir, free_port(), 2);
+        dev._tmp = Some(tmp);
+        dev
+    }
+
+    /// Starts `weir dev` on `data_dir` and `port` and waits for its bootstrap line.
+    pub fn start_in(data_dir: &Path, port: u16, shards: usize) -> WeirDev {
+        let stderr_log = data_dir.with_extension(format!("{port}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_log)
+            .expect("log file");
+        let mut child = Command::new(workspace_bin("weir"))
+            .args(["dev", "--data-dir"])
+            .arg(data_dir)
+            .args(["--kafka-port", &port.to_string(), "--shards", &shards.to_string()])
+            .env("RUST_LOG", std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn weir dev");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line == format!("bootstrap: 127.0.0.1:{port}") => break,
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = child.kill();
+                    let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+                    panic!("weir dev did not print its bootstrap line; log:\n{log}");
+                }
+            }
+        }
+        WeirDev {
+            child: Some(child),
+            port,
+            data_dir: data_dir.to_path_buf(),
+            shards,
+            _tmp: None,
+            stderr_log,
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGTERM and wait: a clean shutdown. Returns the exit status success.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Restarts on the same folder and port (after stop or kill9).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the node first");
+        let mut next = WeirDev::start_in(&self.data_dir, self.port, self.shards);
+        self.child = next.child.take();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for WeirDev {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

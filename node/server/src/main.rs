@@ -1,1 +1,27 @@
-fn main() {}
+//! `weir-node --config FILE`: runs one storage node against a separately
+//! running `weir-controller`.
+
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Weir storage node: a Kafka-compatible, shard-per-core log store.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// TOML configuration file (see ops/deploy/weir-node.example.toml).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = weir_node::config::NodeConfig::load(&args.config)?;
+    weir_node::cli::init_logging(&config.log_format);
+    let controller = weir_controller::connect(&config.controller)
+        .map_err(|e| anyhow::anyhow!("connecting to controller {}: {e:#}", config.controller))?;
+    let node = weir_node::node::start(config, controller)?;
+    println!("kafka: {}", node.kafka_addr);
+    let sig = weir_node::cli::wait_for_signal()?;
+    tracing::info!(signal = sig, "shutting down");
+    node.shutdown()
+}

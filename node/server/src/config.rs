@@ -1,0 +1,126 @@
+//! `weir-node` configuration (TOML). Every option has a default, so an empty
+//! file is a valid development configuration.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// How an acknowledged produce is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Acknowledge after the grouped `fdatasync` that covers the batch (default).
+    #[default]
+    Fsync,
+    /// Acknowledge when the O_DIRECT write completes; `fdatasync` runs in the
+    /// background at least every `flush_ms`.
+    Write,
+}
+
+/// The node's configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id in the cluster (Kafka's `node.id`).
+    pub node_id: i32,
+    /// Data directories (JBOD). Partitions are spread over them.
+    pub data_dirs: Vec<PathBuf>,
+    /// Address the Kafka listener binds, `host:port`.
+    pub listen: String,
+    /// Host advertised to clients in Metadata responses (port: the listen port).
+    pub advertised_host: String,
+    /// Rack of this node, for rack-aware placement.
+    pub rack: Option<String>,
+    /// Address of the controller (`host:port`) when it runs as its own process.
+    pub controller: String,
+    /// Number of shards (executors pinned to cores); 0 means one per core.
+    pub shards: usize,
+    /// Bytes of registered io_uring buffer memory per shard (glommio
+    /// `io_memory`). Pinned when the process may lock memory (root or
+    /// CAP_IPC_LOCK); otherwise glommio falls back to unregistered buffers.
+    pub io_memory_bytes_per_shard: usize,
+    /// `fsync` (default) or `write`; see [`Durability`].
+    pub durability: Durability,
+    /// In `write` durability, the longest time between background fdatasyncs.
+    pub flush_ms: u64,
+    /// Longest time appended bytes wait before an O_DIRECT write is issued
+    /// when no producer is waiting for them.
+    pub write_behind_ms: u64,
+    /// Kafka's `socket.request.max.bytes`: the largest request frame accepted.
+    pub socket_request_max_bytes: usize,
+    /// Bytes of the hot-tail batch cache per shard.
+    pub batch_cache_bytes_per_shard: usize,
+    /// Kafka's `auto.create.topics.enable`.
+    pub auto_create_topics_enable: bool,
+    /// Partitions of an auto-created topic (Kafka's `num.partitions`).
+    pub num_partitions: i32,
+    /// Replication factor of auto-created topics.
+    pub default_replication_factor: i16,
+    /// Partitions of `__consumer_offsets` (Kafka's `offsets.topic.num.partitions`).
+    pub offsets_topic_num_partitions: i32,
+    /// Kafka's `group.initial.rebalance.delay.ms` (Kafka: 3000; 0 here keeps
+    /// tools and tests snappy).
+    pub group_initial_rebalance_delay_ms: i64,
+    /// Log format: `human` (default) or `json`.
+    pub log_format: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            node_id: 1,
+            data_dirs: vec![PathBuf::from("./weir-data/node-1")],
+            listen: "127.0.0.1:9092".into(),
+            advertised_host: "127.0.0.1".into(),
+            rack: None,
+            controller: "127.0.0.1:9093".into(),
+            shards: 0,
+            io_memory_bytes_per_shard: 16 << 20,
+            durability: Durability::Fsync,
+            flush_ms: 1000,
+            write_behind_ms: 2,
+            socket_request_max_bytes: 100 << 20,
+            batch_cache_bytes_per_shard: 128 << 20,
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            offsets_topic_num_partitions: 50,
+            group_initial_rebalance_delay_ms: 0,
+            log_format: "human".into(),
+        }
+    }
+}
+
+impl NodeConfig {
+    pub fn load(path: &std::path::Path) -> anyhow::Result<NodeConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        let config: NodeConfig = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.data_dirs.is_empty(), "data_dirs must name at least one directory");
+        anyhow::ensure!(self.node_id >= 0, "node_id must be >= 0");
+        anyhow::ensure!(
+            self.socket_request_max_bytes >= 1024,
+            "socket_request_max_bytes must be at least 1024"
+        );
+        anyhow::ensure!(self.num_partitions >= 1, "num_partitions must be >= 1");
+        anyhow::ensure!(
+            self.offsets_topic_num_partitions >= 1,
+            "offsets_topic_num_partitions must be >= 1"
+        );
+        Ok(())
+    }
+
+    /// Shards to run: the configured count, or one per online CPU.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        }
+    }
+}

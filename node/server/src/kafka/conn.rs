@@ -1,0 +1,156 @@
+//! One Kafka client connection on one shard.
+//!
+//! The reader decodes frames and starts each request as a local task as soon
+//! as it arrives (so pipelined requests run concurrently); the writer awaits
+//! those tasks in arrival order and writes their responses, so responses go
+//! back in request order as clients require. The queue between them is
+//! bounded: when a client has `connection_inflight_requests_max` requests
+//! outstanding the reader stops reading the socket.
+
+use super::api_versions;
+use crate::shard::Shard;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use glommio::channels::local_channel;
+use glommio::net::TcpStream;
+use glommio::task::JoinHandle;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use std::cell::Cell;
+use std::rc::Rc;
+
+/// What a request produces: a frame to send, or nothing (acks=0 produce).
+pub type Reply = Option<BytesMut>;
+
+/// Why the node closes a connection instead of answering.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("request frame of {0} bytes exceeds socket.request.max.bytes ({1})")]
+    TooLarge(i64, usize),
+    #[error("request frame of {0} bytes is too short for a request header")]
+    TooShort(i32),
+    #[error("unknown api key {0}")]
+    UnknownApiKey(i16),
+    #[error("unsupported version {1} of {0:?}")]
+    UnsupportedVersion(ApiKey, i16),
+    #[error("malformed {0:?} v{1} request: {2}")]
+    Malformed(ApiKey, i16, String),
+}
+
+/// A decoded request, ready to be handled.
+pub struct Request {
+    pub header: RequestHeader,
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub body: RequestKind,
+}
+
+/// Parses one frame (without its size prefix). `Ok(Err(frame))` is an
+/// immediate reply that needs no handler (ApiVersions version fallback).
+pub fn parse_frame(mut frame: Bytes) -> Result<Result<Request, BytesMut>, FrameError> {
+    if frame.len() < 8 {
+        return Err(FrameError::TooShort(frame.len() as i32));
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api_key = ApiKey::try_from(key).map_err(|_| FrameError::UnknownApiKey(key))?;
+    if !api_versions::is_supported(api_key, version) {
+        if api_key == ApiKey::ApiVersions {
+            return Ok(Err(api_versions::unsupported_version_frame(correlation_id)));
+        }
+        if api_versions::supported_range(api_key).is_none() {
+            return Err(FrameError::UnknownApiKey(key));
+        }
+        return Err(FrameError::UnsupportedVersion(api_key, version));
+    }
+    let header_version = api_key.request_header_version(version);
+    let header = RequestHeader::decode(&mut frame, header_version)
+        .map_err(|e| FrameError::Malformed(api_key, version, e.to_string()))?;
+    let body = RequestKind::decode(api_key, &mut frame, version)
+        .map_err(|e| FrameError::Malformed(api_key, version, e.to_string()))?;
+    Ok(Ok(Request { header, api_key, version, body }))
+}
+
+/// Encodes a response frame, size prefix included.
+pub fn encode_response(request: &RequestHeader, api_key: ApiKey, body: &ResponseKind) -> BytesMut {
+    let version = request.request_api_version;
+    let mut frame = BytesMut::with_capacity(256);
+    frame.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(request.correlation_id)
+        .encode(&mut frame, api_key.response_header_version(version))
+        .expect("response header encodes");
+    // An encode failure means our response violates the schema for the
+    // client's version: a bug on our side, never caused by client input.
+    body.encode(&mut frame, version)
+        .unwrap_or_else(|e| panic!("encoding {api_key:?} v{version} response: {e}"));
+    let size = (frame.len() - 4) as i32;
+    frame[0..4].copy_from_slice(&size.to_be_bytes());
+    frame
+}
+
+/// Serves one connection until the client closes it or breaks the protocol.
+pub async fn serve(stream: TcpStream, shard: Rc<Shard>) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let (read_half, write_half) = futures_lite::io::split(stream);
+    let mut reader = BufReader::with_capacity(64 << 10, read_half);
+    let mut write_half = BufWriter::with_capacity(64 << 10, write_half);
+    let (tx, rx) = local_channel::new_bounded::<JoinHandle<Reply>>(
+        shard.limits.connection_inflight_requests_max,
+    );
+    // Requests read but not yet answered: the writer flushes its buffer only
+    // when none is left, so pipelined small responses share a syscall.
+    let queued = Rc::new(Cell::new(0usize));
+    let writer_queued = queued.clone();
+    let writer = glommio::spawn_local(async move {
+        while let Some(task) = rx.recv().await {
+            let reply = task.await;
+            writer_queued.set(writer_queued.get() - 1);
+            if let Some(Some(frame)) = reply {
+                if write_half.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+            if writer_queued.get() == 0 && write_half.flush().await.is_err() {
+                break;
+            }
+        }
+        let _ = write_half.close().await;
+    });
+    let max = shard.limits.request_frame_bytes_max;
+    loop {
+        let mut size_buf = [0u8; 4];
+        if reader.read_exact(&mut size_buf).await.is_err() {
+            break;
+        }
+        let size = i32::from_be_bytes(size_buf);
+        if size < 0 || size as usize > max {
+            tracing::warn!(?peer, "{}; closing connection", FrameError::TooLarge(size as i64, max));
+            break;
+        }
+        // Allocated only after the size was checked against the limit.
+        let mut frame = vec![0u8; size as usize];
+        if reader.read_exact(&mut frame).await.is_err() {
+            break;
+        }
+        let task = match parse_frame(Bytes::from(frame)) {
+            Ok(Ok(request)) => {
+                let shard = shard.clone();
+                glommio::spawn_local(async move { super::dispatch(shard, request).await }).detach()
+            }
+            Ok(Err(immediate)) => glommio::spawn_local(async move { Some(immediate) }).detach(),
+            Err(e) => {
+                tracing::warn!(?peer, "{e}; closing connection");
+                break;
+            }
+        };
+        queued.set(queued.get() + 1);
+        if tx.send(task).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}

@@ -1,0 +1,195 @@
+//! Fetch: read each partition on its owning shard (batch cache first, then an
+//! O_DIRECT read), honouring partition and response `max_bytes`, the high
+//! watermark, and the long poll (`max_wait_ms` / `min_bytes`): a fetch that
+//! finds too little parks on the partitions' data-arrived events until data
+//! comes or the wait expires. Fetch sessions (KIP-227) are not kept: answering
+//! with session id 0 makes clients send full requests.
+
+use crate::shard::{Shard, ShardGone};
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use weir_proto::{Offset, ShardId, TopicPartition};
+
+/// One partition to read, `Send` to cross shards.
+#[derive(Debug, Clone)]
+struct Item {
+    slot: (usize, usize),
+    tp: TopicPartition,
+    offset: Offset,
+    max_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+struct ItemResult {
+    slot: (usize, usize),
+    error_code: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Bytes,
+}
+
+async fn read_local(shard: Rc<Shard>, items: Vec<Item>, mut budget: usize) -> Vec<ItemResult> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(p) = shard.partition(&item.tp) else {
+            out.push(ItemResult {
+                slot: item.slot,
+                error_code: ResponseError::UnknownTopicOrPartition.code(),
+                high_watermark: -1,
+                log_start_offset: -1,
+                records: Bytes::new(),
+            });
+            continue;
+        };
+        // Once the response budget is spent, report positions without data.
+        let max = item.max_bytes.min(budget.max(1));
+        let res = p.read(item.offset, max).await.map(|mut r| {
+            if budget == 0 {
+                r.records = Bytes::new();
+            }
+            r
+        });
+        match res {
+            Ok(r) => {
+                budget = budget.saturating_sub(r.records.len());
+                out.push(ItemResult {
+                    slot: item.slot,
+                    error_code: 0,
+                    high_watermark: r.high_watermark.0,
+                    log_start_offset: r.log_start_offset.0,
+                    records: r.records,
+                });
+            }
+            Err(e) => out.push(ItemResult {
+                slot: item.slot,
+                error_code: e.code(),
+                high_watermark: p.high_watermark().0,
+                log_start_offset: p.log_start_offset().0,
+                records: Bytes::new(),
+            }),
+        }
+    }
+    out
+}
+
+/// Waits on the owning shard until one of `items` has data at its offset, or
+/// `wait` elapses.
+async fn wait_local(shard: Rc<Shard>, items: Vec<(TopicPartition, Offset)>, wait: Duration) {
+    let deadline = Instant::now() + wait;
+    loop {
+        let mut listeners = Vec::new();
+        for (tp, offset) in &items {
+            match shard.partition(tp) {
+                Some(p) => {
+                    listeners.push(p.data_arrived.listen());
+                    if p.high_watermark() > *offset {
+                        return;
+                    }
+                }
+                None => return,
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline || listeners.is_empty() || shard.shutting_down.get() {
+            return;
+        }
+        let sleep = glommio::timer::sleep(deadline - now);
+        futures::pin_mut!(sleep);
+        let any = futures::future::select_all(listeners);
+        if let futures::future::Either::Right(_) = futures::future::select(any, sleep).await {
+            return;
+        }
+    }
+}
+
+pub async fn handle(shard: Rc<Shard>, req: FetchRequest, version: i16) -> FetchResponse {
+    let by_id = version >= 13;
+    let started = Instant::now();
+    let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let response_max = if version >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
+    let mut responses: Vec<FetchableTopicResponse> = Vec::with_capacity(req.topics.len());
+    let mut by_shard: BTreeMap<ShardId, Vec<Item>> = BTreeMap::new();
+    for (ti, topic) in req.topics.into_iter().enumerate() {
+        let name = if by_id {
+            shard.metadata.borrow().topic_names.get(&topic.topic_id).cloned()
+        } else {
+            Some(topic.topic.0.to_string())
+        };
+        let mut parts = Vec::with_capacity(topic.partitions.len());
+        for (pi, p) in topic.partitions.into_iter().enumerate() {
+            let mut data = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica((-1).into());
+            match &name {
+                None => data.error_code = ResponseError::UnknownTopicId.code(),
+                Some(name) => {
+                    let tp = TopicPartition::new(name.clone(), p.partition);
+                    let item = Item {
+                        slot: (ti, pi),
+                        tp: tp.clone(),
+                        offset: Offset(p.fetch_offset),
+                        max_bytes: p.partition_max_bytes.max(0) as usize,
+                    };
+                    by_shard.entry(shard.shard_for(&tp)).or_default().push(item);
+                }
+            }
+            parts.push(data);
+        }
+        responses.push(
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic)
+                .with_topic_id(topic.topic_id)
+                .with_partitions(parts),
+        );
+    }
+    loop {
+        let reads = by_shard.iter().map(|(target, items)| {
+            let items = items.clone();
+            shard.run_on(*target, move |s| read_local(s, items, response_max))
+        });
+        let results: Vec<Result<Vec<ItemResult>, ShardGone>> =
+            futures::future::join_all(reads).await;
+        let mut total = 0usize;
+        let mut any_error = false;
+        let mut flat: Vec<ItemResult> = results.into_iter().flatten().flatten().collect();
+        flat.sort_by_key(|r| r.slot);
+        for r in flat {
+            // Enforce the response-wide limit across shards (KIP-74: the first
+            // non-empty partition is always returned whole).
+            let records = if total > 0 && total + r.records.len() > response_max {
+                Bytes::new()
+            } else {
+                r.records
+            };
+            total += records.len();
+            any_error |= r.error_code != 0;
+            let data = &mut responses[r.slot.0].partitions[r.slot.1];
+            data.error_code = r.error_code;
+            data.high_watermark = r.high_watermark;
+            data.last_stable_offset = r.high_watermark;
+            data.log_start_offset = r.log_start_offset;
+            data.records = Some(records);
+        }
+        let waited = started.elapsed();
+        if total >= min_bytes || any_error || waited >= max_wait || by_shard.is_empty() {
+            break;
+        }
+        let remaining = max_wait - waited;
+        let waits = by_shard.iter().map(|(target, items)| {
+            let items: Vec<(TopicPartition, Offset)> =
+                items.iter().map(|i| (i.tp.clone(), i.offset)).collect();
+            Box::pin(shard.run_on(*target, move |s| wait_local(s, items, remaining)))
+        });
+        let _ = futures::future::select_all(waits).await;
+    }
+    FetchResponse::default().with_session_id(0).with_responses(responses)
+}

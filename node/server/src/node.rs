@@ -1,0 +1,314 @@
+//! Node start-up and shutdown: guards, one pinned executor per shard, each
+//! shard recovering its partitions, then accepting connections.
+//!
+//! Start-up guards:
+//! - an exclusive `flock` on each data directory's `.lock`, so two nodes never
+//!   write one log;
+//! - an exclusive `flock` keyed by the Kafka port, because glommio's listeners
+//!   always set SO_REUSEPORT and two nodes on one port would silently split
+//!   the connections between them.
+//!
+//! A clean shutdown writes `.weir_clean_shutdown` in every data directory
+//! after all partitions are sealed; start-up removes it, so its absence
+//! means the previous run crashed (recovery scans the tails either way).
+
+use crate::config::NodeConfig;
+use crate::limits::Limits;
+use crate::shard::{Job, Shard};
+use anyhow::Context;
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use weir_proto::ShardId;
+
+const CLEAN_SHUTDOWN_MARKER: &str = ".weir_clean_shutdown";
+
+/// A running node. Dropping it does not stop it: call [`RunningNode::shutdown`].
+pub struct RunningNode {
+    inboxes: Vec<flume::Sender<Job>>,
+    pool: Option<glommio::PoolThreadHandles<anyhow::Result<()>>>,
+    data_dirs: Vec<PathBuf>,
+    _locks: Vec<std::fs::File>,
+    pub kafka_addr: std::net::SocketAddr,
+}
+
+fn lock_file(path: &std::path::Path, what: &str) -> anyhow::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening lock file {}", path.display()))?;
+    // SAFETY: flock on a valid, open descriptor.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    anyhow::ensure!(
+        rc == 0,
+        "{what} is already in use by another weir process ({})",
+        path.display()
+    );
+    Ok(file)
+}
+
+/// Starts the node and returns once every shard has recovered its partitions
+/// and is accepting connections.
+pub fn start(
+    config: NodeConfig,
+    controller: weir_controller::ControllerHandle,
+) -> anyhow::Result<RunningNode> {
+    config.validate()?;
+    let mut locks = Vec::new();
+    let mut crashed = false;
+    for dir in &config.data_dirs {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        locks.push(lock_file(&dir.join(".lock"), &format!("data directory {}", dir.display()))?);
+        let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
+        let has_partitions = std::fs::read_dir(dir)?.flatten().any(|e| e.path().is_dir());
+        if marker.exists() {
+            std::fs::remove_file(&marker)?;
+        } else if has_partitions {
+            crashed = true;
+        }
+    }
+    // Resolve the listen address (port 0 picks one) with the same socket
+    // options glommio's listeners use, so sockets left from a killed
+    // predecessor (FIN-WAIT-2, with SO_REUSEPORT) do not block a restart. A
+    // foreign listener without SO_REUSEPORT still makes the shards' bind
+    // fail; another weir on this port is caught by the port lock below.
+    let (probe, kafka_addr) = reserve_port(&config.listen)?;
+    let port_lock = std::env::temp_dir().join(format!("weir-port-{}.lock", kafka_addr.port()));
+    locks.push(lock_file(&port_lock, &format!("port {}", kafka_addr.port()))?);
+    if crashed {
+        tracing::warn!("no clean-shutdown marker: the previous run did not stop cleanly");
+    }
+
+    let mut config = config;
+    config.listen = kafka_addr.to_string();
+    // Register (or re-register) this node's address before serving, so the
+    // metadata every shard starts from lists it.
+    let register = crate::metadata_sync::register_command(&config, kafka_addr.port());
+    futures::executor::block_on(controller.submit(register))
+        .map_err(|e| anyhow::anyhow!("registering with the controller: {e}"))?;
+    let shards = config.shard_count();
+    let limits = Limits::from_config(&config);
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..shards).map(|_| flume::bounded::<Job>(limits.shard_inbox_depth_max)).unzip();
+    let receivers = Arc::new(Mutex::new(receivers.into_iter().map(Some).collect::<Vec<_>>()));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let next_index = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
+    let pool = {
+        let senders = senders.clone();
+        let config = config.clone();
+        LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(shards, None))
+            .name("weir-shard")
+            .io_memory(config.io_memory_bytes_per_shard)
+            .on_all_shards(move || {
+                let index = next_index.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let inbox = receivers.lock().expect("inbox list")[index]
+                    .take()
+                    .expect("one inbox per shard");
+                let senders = senders.clone();
+                let config = config.clone();
+                let limits = limits.clone();
+                let controller = controller.clone();
+                let ready = ready_tx.clone();
+                async move {
+                    let result = run_shard(
+                        index,
+                        shards,
+                        config,
+                        limits,
+                        controller,
+                        senders,
+                        inbox,
+                        ready.clone(),
+                    )
+                    .await;
+                    if let Err(e) = &result {
+                        tracing::error!(shard = index, "shard failed: {e:#}");
+                        let _ = ready.send(Err(anyhow::anyhow!("shard {index}: {e:#}")));
+                    }
+                    result
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("starting shard executors: {e}"))?
+    };
+    for _ in 0..shards {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                for s in &senders {
+                    let _ = s.send(shutdown_job());
+                }
+                let _ = pool.join_all();
+                return Err(e);
+            }
+            Err(_) => anyhow::bail!("shards exited during start-up"),
+        }
+    }
+    drop(probe);
+    tracing::info!(shards, addr = %kafka_addr, "node ready");
+    Ok(RunningNode {
+        inboxes: senders,
+        pool: Some(pool),
+        data_dirs: config.data_dirs.clone(),
+        _locks: locks,
+        kafka_addr,
+    })
+}
+
+/// Binds (without listening) a socket with SO_REUSEADDR and SO_REUSEPORT to
+/// learn the concrete address; kept until the shards listen on it.
+fn reserve_port(listen: &str) -> anyhow::Result<(socket2::Socket, std::net::SocketAddr)> {
+    use std::net::ToSocketAddrs;
+    let addr = listen
+        .to_socket_addrs()
+        .with_context(|| format!("resolving listen address {listen}"))?
+        .next()
+        .with_context(|| format!("listen address {listen} resolves to nothing"))?;
+    let socket =
+        socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("Kafka listener {listen} is not available"))?;
+    let bound =
+        socket.local_addr()?.as_socket().context("listen address is not an IP socket address")?;
+    Ok((socket, bound))
+}
+
+fn shutdown_job() -> Job {
+    Box::new(|shard: Rc<Shard>| {
+        Box::pin(async move {
+            shard.shutting_down.set(true);
+            shard.metadata_changed.notify(usize::MAX);
+            SHUTDOWN.with(|e| e.notify(usize::MAX));
+        })
+    })
+}
+
+thread_local! {
+    static SHUTDOWN: event_listener::Event = event_listener::Event::new();
+}
+
+impl RunningNode {
+    /// Stops accepting, seals every partition, and writes the clean-shutdown
+    /// marker once all shards have closed their logs.
+    pub fn shutdown(mut self) -> anyhow::Result<()> {
+        for s in &self.inboxes {
+            let _ = s.send(shutdown_job());
+        }
+        let mut ok = true;
+        if let Some(pool) = self.pool.take() {
+            for r in pool.join_all() {
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        ok = false;
+                        tracing::error!("shard shutdown: {e:#}");
+                    }
+                    Err(e) => {
+                        ok = false;
+                        tracing::error!("shard thread: {e}");
+                    }
+                }
+            }
+        }
+        if ok {
+            for dir in &self.data_dirs {
+                crate::storage::partition::write_atomic(
+                    &dir.join(CLEAN_SHUTDOWN_MARKER),
+                    b"clean\n",
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            tracing::info!("clean shutdown complete");
+        }
+        Ok(())
+    }
+
+    /// Blocks until the shards exit (they exit only on shutdown or failure).
+    pub fn wait(mut self) -> anyhow::Result<()> {
+        if let Some(pool) = self.pool.take() {
+            for r in pool.join_all() {
+                r.map_err(|e| anyhow::anyhow!("{e}"))??;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_shard(
+    index: usize,
+    shards: usize,
+    config: NodeConfig,
+    limits: Limits,
+    controller: weir_controller::ControllerHandle,
+    peers: Vec<flume::Sender<Job>>,
+    inbox: flume::Receiver<Job>,
+    ready: std::sync::mpsc::Sender<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    // Before any other DMA file is opened on these devices (glommio iopoll bug).
+    for dir in &config.data_dirs {
+        crate::rt::dma_probe(dir, index).await?;
+    }
+    let listen = config.listen.clone();
+    let shard = Shard::new(
+        ShardId(index as u32),
+        shards,
+        Rc::new(config),
+        Rc::new(limits),
+        controller,
+        peers,
+    );
+    // Jobs from other shards run as local tasks.
+    {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Ok(job) = inbox.recv_async().await {
+                glommio::spawn_local(job(shard.clone())).detach();
+            }
+        })
+        .detach();
+    }
+    crate::metadata_sync::start(&shard).await?;
+    crate::metadata_sync::spawn_background(&shard);
+    let listener = glommio::net::TcpListener::bind(&listen)
+        .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+    let _ = ready.send(Ok(()));
+    let shutdown = SHUTDOWN.with(|e| e.listen());
+    let accept = {
+        let shard = shard.clone();
+        async move {
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => {
+                        glommio::spawn_local(crate::kafka::conn::serve(stream, shard.clone()))
+                            .detach();
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }
+    };
+    futures::pin_mut!(accept);
+    if !shard.shutting_down.get() {
+        futures::future::select(shutdown, accept).await;
+    }
+    tracing::debug!(shard = index, "shard stopping");
+    let partitions: Vec<_> = shard.partitions.borrow().values().cloned().collect();
+    let mut result = Ok(());
+    for p in partitions {
+        if let Err(e) = p.close().await {
+            result = Err(anyhow::anyhow!("closing {}: {e}", p.tp));
+        }
+    }
+    result
+}

@@ -1,0 +1,216 @@
+//! A shard: one glommio executor pinned to one core, and everything it owns.
+//!
+//! Each partition replica is owned by exactly one shard ([`Shard::shard_for`])
+//! and only ever touched on that shard's thread. Work for another shard's
+//! partition crosses over that shard's bounded inbox as a `Send` job (a
+//! closure that starts a local task there); the answer comes back on a
+//! oneshot channel. Shards share nothing else: each keeps its own copy of the
+//! metadata view, applied from the controller's delta stream.
+
+use crate::config::NodeConfig;
+use crate::limits::Limits;
+use crate::storage::cache::ShardCache;
+use crate::storage::partition::Partition;
+use event_listener::Event;
+use futures::future::LocalBoxFuture;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::rc::Rc;
+use weir_proto::{LeaderEpoch, NodeId, ShardId, TopicId, TopicPartition};
+
+/// A unit of work sent to another shard.
+pub type Job = Box<dyn FnOnce(Rc<Shard>) -> LocalBoxFuture<'static, ()> + Send>;
+
+/// The target shard is gone (the node is shutting down).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("shard unavailable")]
+pub struct ShardGone;
+
+/// What every shard knows about one partition (from the controller).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionView {
+    pub leader: NodeId,
+    pub leader_epoch: LeaderEpoch,
+    pub replicas: Vec<NodeId>,
+    pub isr: Vec<NodeId>,
+}
+
+/// What every shard knows about one topic (from the controller).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicView {
+    pub name: String,
+    pub id: TopicId,
+    pub partitions: Vec<PartitionView>,
+    /// Explicitly set configs (overrides of the defaults).
+    pub overrides: std::collections::BTreeMap<String, String>,
+    pub internal: bool,
+}
+
+/// A node of the cluster as clients see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeView {
+    pub id: NodeId,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// The shard's copy of cluster metadata. Owned by one shard.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataView {
+    pub cluster_id: String,
+    pub controller_id: i32,
+    pub nodes: Vec<NodeView>,
+    pub topics: HashMap<String, TopicView>,
+    pub topic_names: HashMap<TopicId, String>,
+}
+
+impl MetadataView {
+    pub fn insert_topic(&mut self, topic: TopicView) {
+        self.topic_names.insert(topic.id, topic.name.clone());
+        self.topics.insert(topic.name.clone(), topic);
+    }
+
+    pub fn remove_topic(&mut self, name: &str) {
+        if let Some(t) = self.topics.remove(name) {
+            self.topic_names.remove(&t.id);
+        }
+    }
+}
+
+/// The state of one shard. See the module docs.
+pub struct Shard {
+    pub id: ShardId,
+    pub shard_count: usize,
+    pub node_id: NodeId,
+    pub config: Rc<NodeConfig>,
+    pub limits: Rc<Limits>,
+    pub controller: weir_controller::ControllerHandle,
+    pub metadata: RefCell<MetadataView>,
+    /// Notified after every metadata change has been applied on this shard.
+    pub metadata_changed: Event,
+    pub partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
+    pub cache: Rc<RefCell<ShardCache>>,
+    pub peers: Vec<flume::Sender<Job>>,
+    pub shutting_down: Cell<bool>,
+    pub groups: crate::kafka::groups::ShardGroups,
+    this: RefCell<std::rc::Weak<Shard>>,
+}
+
+impl Shard {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: ShardId,
+        shard_count: usize,
+        config: Rc<NodeConfig>,
+        limits: Rc<Limits>,
+        controller: weir_controller::ControllerHandle,
+        peers: Vec<flume::Sender<Job>>,
+    ) -> Rc<Shard> {
+        let shard = Rc::new(Shard {
+            id,
+            shard_count,
+            node_id: NodeId(config.node_id),
+            cache: Rc::new(RefCell::new(ShardCache::new(limits.batch_cache_bytes_per_shard))),
+            config,
+            limits,
+            controller,
+            metadata: RefCell::new(MetadataView::default()),
+            metadata_changed: Event::new(),
+            partitions: RefCell::new(HashMap::new()),
+            peers,
+            shutting_down: Cell::new(false),
+            groups: Default::default(),
+            this: RefCell::new(std::rc::Weak::new()),
+        });
+        *shard.this.borrow_mut() = Rc::downgrade(&shard);
+        shard
+    }
+
+    pub fn rc(&self) -> Rc<Shard> {
+        self.this.borrow().upgrade().expect("shard alive")
+    }
+
+    /// The shard that owns `tp`. Stable for a given shard count.
+    pub fn shard_for(&self, tp: &TopicPartition) -> ShardId {
+        shard_for(tp, self.shard_count)
+    }
+
+    /// The data directory holding `tp` (JBOD: spread by hash).
+    pub fn data_dir_for(&self, tp: &TopicPartition) -> PathBuf {
+        let dirs = &self.config.data_dirs;
+        let h = crc32c::crc32c(tp.dir_name().as_bytes()) as usize;
+        dirs[h % dirs.len()].clone()
+    }
+
+    pub fn partition(&self, tp: &TopicPartition) -> Option<Rc<Partition>> {
+        self.partitions.borrow().get(tp).cloned()
+    }
+
+    /// Runs `f` on shard `target` and returns its result.
+    pub async fn run_on<T, F, Fut>(&self, target: ShardId, f: F) -> Result<T, ShardGone>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        if target == self.id {
+            return Ok(f(self.rc()).await);
+        }
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let job: Job = Box::new(move |shard| {
+            Box::pin(async move {
+                let _ = tx.send(f(shard).await);
+            })
+        });
+        self.peers[target.0 as usize].send_async(job).await.map_err(|_| ShardGone)?;
+        rx.await.map_err(|_| ShardGone)
+    }
+
+    /// Runs `f` on every shard and collects the results in shard order.
+    pub async fn run_on_all<T, F, Fut>(&self, f: F) -> Vec<Result<T, ShardGone>>
+    where
+        T: Send + 'static,
+        F: Fn(Rc<Shard>) -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        let runs = (0..self.shard_count).map(|i| self.run_on(ShardId(i as u32), f.clone()));
+        futures::future::join_all(runs).await
+    }
+
+    /// Waits until this shard's metadata satisfies `pred`, or the timeout.
+    pub async fn wait_metadata(&self, timeout_ms: u64, pred: impl Fn(&Shard) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
+        loop {
+            let listener = self.metadata_changed.listen();
+            if pred(self) {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let sleep = glommio::timer::sleep(deadline - now);
+            futures::pin_mut!(sleep);
+            futures::future::select(listener, sleep).await;
+        }
+    }
+}
+
+/// The shard that owns `tp` among `shard_count` shards.
+pub fn shard_for(tp: &TopicPartition, shard_count: usize) -> ShardId {
+    let h =
+        crc32c::crc32c_append(crc32c::crc32c(tp.topic.as_bytes()), &tp.partition.0.to_be_bytes());
+    ShardId(h % shard_count as u32)
+}
+
+/// Milliseconds since the Unix epoch (the shell's clock; cores get it as a
+/// parameter).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

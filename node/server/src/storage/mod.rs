@@ -1,0 +1,5 @@
+//! Storage on one shard: O_DIRECT segment files, recovery, the batch cache.
+
+pub mod cache;
+pub mod partition;
+pub mod writer;

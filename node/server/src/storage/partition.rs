@@ -1,0 +1,1032 @@
+//! One partition replica's storage on its owning shard: the I/O shell around
+//! `weir_node_core::log::PartitionLog` (bookkeeping) and
+//! `weir_node_core::producer_state::ProducerStateTable` (idempotence).
+//!
+//! Owned by exactly one shard and only touched by that shard's thread.
+//!
+//! On-disk layout of `<data dir>/<topic>-<partition>/`:
+//!
+//! ```text
+//! 00000000000000000000.log        record batches exactly as stored (v2, offsets assigned)
+//! 00000000000000000000.index      sparse offset index (sealed segments; rebuilt if invalid)
+//! 00000000000000000000.timeindex  time index (sealed segments; rebuilt if invalid)
+//! 00000000000000001234.snapshot   producer state as of offset 1234 (taken at each roll)
+//! partition.meta                  "topic_id=<uuid>\n"
+//! log-start-offset                "<offset>\n" (DeleteRecords / retention checkpoint)
+//! ```
+//!
+//! Write path: batches are validated, offsets assigned by rewriting each
+//! batch's header, copied into the active segment's DMA chunks and into the
+//! batch cache. Producers waiting for durability share flushes: whoever holds
+//! the flush lock writes everything appended so far and (in `fsync` mode) runs
+//! one `fdatasync` for all of it ("group commit"). A failed write or fsync
+//! marks the partition failed: it stops accepting appends (fail-stop) rather
+//! than risk acknowledging data that is not on the device.
+
+use super::cache::{CachedBatch, PartitionCache, ShardCache};
+use super::writer::{SegmentWriter, run_flush};
+use crate::config::Durability;
+use crate::limits::Limits;
+use bytes::{Bytes, BytesMut};
+use event_listener::Event;
+use glommio::io::DmaFile;
+use glommio::sync::Semaphore;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use weir_node_core::log::{AppendPlan, LogConfig, PartitionLog, SegmentInfo};
+use weir_node_core::producer_state::{ProducerBatch, ProducerStateTable, SeqCheck};
+use weir_node_core::recovery::{ScanStop, SegmentScanner};
+use weir_proto::batch::{self, BatchHeader, BatchIter};
+use weir_proto::{LeaderEpoch, Offset, Position, TopicId, TopicPartition};
+
+/// Errors a partition operation reports to the Kafka layer, each mapping to
+/// the error code a Kafka broker would send.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PartitionError {
+    #[error("corrupt record batch: {0}")]
+    CorruptMessage(String),
+    #[error("record batch of {0} bytes exceeds max.message.bytes {1}")]
+    MessageTooLarge(usize, usize),
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    #[error("out of order sequence number")]
+    OutOfOrderSequence,
+    #[error("invalid producer epoch")]
+    InvalidProducerEpoch,
+    #[error("offset out of range")]
+    OffsetOutOfRange,
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("request timed out")]
+    Timeout,
+}
+
+impl PartitionError {
+    pub fn code(&self) -> i16 {
+        use kafka_protocol::error::ResponseError as E;
+        match self {
+            PartitionError::CorruptMessage(_) => E::CorruptMessage.code(),
+            PartitionError::MessageTooLarge(..) => E::MessageTooLarge.code(),
+            PartitionError::InvalidRecord(_) => E::InvalidRecord.code(),
+            PartitionError::OutOfOrderSequence => E::OutOfOrderSequenceNumber.code(),
+            PartitionError::InvalidProducerEpoch => E::InvalidProducerEpoch.code(),
+            PartitionError::OffsetOutOfRange => E::OffsetOutOfRange.code(),
+            PartitionError::Storage(_) => E::KafkaStorageError.code(),
+            PartitionError::Timeout => E::RequestTimedOut.code(),
+        }
+    }
+}
+
+/// Topic settings the partition applies (resolved from the topic's config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicSettings {
+    pub log: LogConfig,
+    pub max_message_bytes: usize,
+    pub log_append_time: bool,
+}
+
+/// Outcome of an append.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    /// Broker time stamped on the batches under LogAppendTime, else -1.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: Offset,
+}
+
+/// What a fetch read returns.
+pub struct ReadOutcome {
+    pub records: Bytes,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+}
+
+struct State {
+    log: PartitionLog,
+    producers: ProducerStateTable,
+    writer: SegmentWriter,
+    /// Read handles of every segment, by base offset (the active one is the
+    /// writer's file).
+    files: BTreeMap<Offset, Rc<DmaFile>>,
+    settings: TopicSettings,
+    leader_epoch: LeaderEpoch,
+    written_offset: Offset,
+}
+
+/// One partition replica's storage. See the module docs.
+pub struct Partition {
+    pub tp: TopicPartition,
+    pub topic_id: TopicId,
+    dir: PathBuf,
+    durability: Durability,
+    limits: Rc<Limits>,
+    state: RefCell<State>,
+    append_lock: Semaphore,
+    flush_lock: Semaphore,
+    flushed: Event,
+    /// Notified whenever the high watermark moves (wakes long-poll fetches).
+    pub data_arrived: Event,
+    failed: RefCell<Option<String>>,
+    cache: Rc<RefCell<PartitionCache>>,
+    shard_cache: Rc<RefCell<ShardCache>>,
+    write_behind_pending: Cell<bool>,
+}
+
+fn segment_path(dir: &Path, base: Offset, ext: &str) -> PathBuf {
+    dir.join(format!("{:020}.{ext}", base.0))
+}
+
+fn io_err(e: impl std::fmt::Display) -> PartitionError {
+    PartitionError::Storage(e.to_string())
+}
+
+/// Reads a whole file sequentially with O_DIRECT and feeds it to `f`.
+async fn scan_file(
+    file: &DmaFile,
+    len: u64,
+    chunk: usize,
+    mut f: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let mut pos = 0u64;
+    while pos < len {
+        let want = chunk.min((len - pos) as usize);
+        let data = file.read_at_aligned(pos, want.next_multiple_of(4096)).await?;
+        if data.is_empty() {
+            break;
+        }
+        let n = data.len().min((len - pos) as usize);
+        f(&data[..n]);
+        pos += n as u64;
+        if n < want {
+            break;
+        }
+    }
+    Ok(())
+}
+
+impl Partition {
+    /// Opens (or creates) the partition's folder and recovers its log: sealed
+    /// segments are trusted through their (validated) indexes; the last
+    /// segment is always scanned batch by batch with CRC32C checks and cut at
+    /// the first torn or corrupt batch.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn open(
+        data_dir: &Path,
+        tp: TopicPartition,
+        topic_id: TopicId,
+        settings: TopicSettings,
+        leader_epoch: LeaderEpoch,
+        durability: Durability,
+        limits: Rc<Limits>,
+        shard_cache: Rc<RefCell<ShardCache>>,
+        now_ms: i64,
+    ) -> Result<Rc<Partition>, PartitionError> {
+        let dir = data_dir.join(tp.dir_name());
+        std::fs::create_dir_all(&dir).map_err(io_err)?;
+        let meta_path = dir.join("partition.meta");
+        match std::fs::read_to_string(&meta_path) {
+            Ok(text) => {
+                let stored = text.trim().strip_prefix("topic_id=").unwrap_or_default();
+                if stored != topic_id.to_string() {
+                    return Err(PartitionError::Storage(format!(
+                        "{} belongs to topic id {stored}, expected {topic_id}",
+                        dir.display()
+                    )));
+                }
+            }
+            Err(_) => write_atomic(&meta_path, format!("topic_id={topic_id}\n").as_bytes())?,
+        }
+        let mut bases: Vec<Offset> = std::fs::read_dir(&dir)
+            .map_err(io_err)?
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.strip_suffix(".log")?.parse::<i64>().ok().map(Offset)
+            })
+            .collect();
+        bases.sort();
+        let max_batch = settings.max_message_bytes.max(1 << 20) + 4096;
+        let interval = settings.log.index_interval_bytes;
+        let mut segments = Vec::new();
+        let mut files = BTreeMap::new();
+        let mut producer_batches: Vec<ProducerBatch> = Vec::new();
+        let mut writer = None;
+        for (i, base) in bases.iter().copied().enumerate() {
+            let path = segment_path(&dir, base, "log");
+            let is_last = i + 1 == bases.len();
+            let file = DmaFile::open(&path).await.map_err(io_err)?;
+            let size = file.file_size().await.map_err(io_err)?;
+            let next_base = bases.get(i + 1).copied();
+            let trusted = if is_last { None } else { load_indexes(&dir, base, size, next_base) };
+            let info = match trusted {
+                Some(info) => info,
+                None => {
+                    let mut scanner = SegmentScanner::new(base, None, interval, max_batch);
+                    scan_file(&file, size, 1 << 20, |chunk| scanner.feed(chunk))
+                        .await
+                        .map_err(io_err)?;
+                    let out = scanner.finish();
+                    if !matches!(out.stop, ScanStop::CleanEnd | ScanStop::ZeroFill) {
+                        tracing::warn!(
+                            partition = %tp,
+                            segment = base.0,
+                            valid_bytes = out.valid_len.0,
+                            stop = ?out.stop,
+                            "recovery: truncating segment at the first invalid batch"
+                        );
+                    }
+                    if is_last {
+                        producer_batches = out.producer_batches.clone();
+                    }
+                    SegmentInfo {
+                        base_offset: base,
+                        next_offset: out.next_offset,
+                        size: out.valid_len,
+                        max_timestamp: out.max_timestamp,
+                        created_ms: now_ms,
+                        offset_index: out.offset_index,
+                        time_index: out.time_index,
+                    }
+                }
+            };
+            if is_last {
+                drop(file);
+                // Anything past the valid end is torn or garbage: cut it so
+                // later preallocation extends with zeros.
+                let w = SegmentWriter::open(
+                    &path,
+                    info.size.0,
+                    limits.write_chunk_bytes,
+                    limits.segment_preallocate_bytes_min,
+                    limits.segment_preallocate_bytes_max,
+                )
+                .await
+                .map_err(io_err)?;
+                if size > info.size.0 {
+                    w.file().truncate(info.size.0).await.map_err(io_err)?;
+                    w.file().fdatasync().await.map_err(io_err)?;
+                }
+                files.insert(base, w.file().clone());
+                writer = Some(w);
+            } else {
+                files.insert(base, Rc::new(file));
+            }
+            segments.push(info);
+        }
+        let log_start_checkpoint = std::fs::read_to_string(dir.join("log-start-offset"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .map(Offset);
+        let (log, writer) = match writer {
+            Some(w) => {
+                let first = segments.first().map(|s| s.base_offset).unwrap_or_default();
+                let start = log_start_checkpoint.unwrap_or(first).max(first);
+                (PartitionLog::from_recovered(settings.log.clone(), segments, start, now_ms), w)
+            }
+            None => {
+                let base = log_start_checkpoint.unwrap_or(Offset(0));
+                let w = SegmentWriter::create(
+                    &segment_path(&dir, base, "log"),
+                    limits.write_chunk_bytes,
+                    limits.segment_preallocate_bytes_min,
+                    limits.segment_preallocate_bytes_max,
+                )
+                .await
+                .map_err(io_err)?;
+                files.insert(base, w.file().clone());
+                let log = if base == Offset(0) {
+                    PartitionLog::new_empty(settings.log.clone(), now_ms)
+                } else {
+                    PartitionLog::from_recovered(
+                        settings.log.clone(),
+                        vec![SegmentInfo::empty(base, settings.log.index_interval_bytes, now_ms)],
+                        base,
+                        now_ms,
+                    )
+                };
+                (log, w)
+            }
+        };
+        // Producer state: the snapshot taken when the last segment was rolled
+        // in, plus the idempotent batches found scanning that segment.
+        let active_base = log.active_segment().base_offset;
+        let mut producers = ProducerStateTable::new(limits.producers_per_partition_max);
+        if let Ok(bytes) = std::fs::read(segment_path(&dir, active_base, "snapshot")) {
+            match ProducerStateTable::decode_snapshot(&bytes, limits.producers_per_partition_max) {
+                Ok((_, table)) => producers = table,
+                Err(e) => tracing::warn!(partition = %tp, "ignoring producer snapshot: {e}"),
+            }
+        }
+        for b in producer_batches {
+            producers.record(b);
+        }
+        let mut log = log;
+        let end = log.log_end_offset();
+        log.set_durable(end);
+        log.advance_high_watermark(end);
+        let state =
+            State { log, producers, writer, files, settings, leader_epoch, written_offset: end };
+        Ok(Rc::new(Partition {
+            tp,
+            topic_id,
+            dir,
+            durability,
+            limits,
+            state: RefCell::new(state),
+            append_lock: Semaphore::new(1),
+            flush_lock: Semaphore::new(1),
+            flushed: Event::new(),
+            data_arrived: Event::new(),
+            failed: RefCell::new(None),
+            cache: Rc::new(RefCell::new(PartitionCache::default())),
+            shard_cache,
+            write_behind_pending: Cell::new(false),
+        }))
+    }
+
+    fn check_failed(&self) -> Result<(), PartitionError> {
+        match &*self.failed.borrow() {
+            Some(why) => Err(PartitionError::Storage(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, why: String) -> PartitionError {
+        tracing::error!(partition = %self.tp, "storage failure, partition stops accepting writes: {why}");
+        *self.failed.borrow_mut() = Some(why.clone());
+        self.flushed.notify(usize::MAX);
+        PartitionError::Storage(why)
+    }
+
+    pub fn high_watermark(&self) -> Offset {
+        self.state.borrow().log.high_watermark()
+    }
+
+    pub fn log_start_offset(&self) -> Offset {
+        self.state.borrow().log.log_start_offset()
+    }
+
+    pub fn log_end_offset(&self) -> Offset {
+        self.state.borrow().log.log_end_offset()
+    }
+
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.state.borrow().leader_epoch
+    }
+
+    pub fn set_leader_epoch(&self, epoch: LeaderEpoch) {
+        self.state.borrow_mut().leader_epoch = epoch;
+    }
+
+    pub fn settings(&self) -> TopicSettings {
+        self.state.borrow().settings.clone()
+    }
+
+    pub fn update_settings(&self, settings: TopicSettings) {
+        let mut st = self.state.borrow_mut();
+        st.log.set_config(settings.log.clone());
+        st.settings = settings;
+    }
+
+    /// Appends the record batches of one produce request to this partition and
+    /// waits as `acks` asks: 0 not at all, 1 and -1 until the batches are
+    /// persisted per the durability mode (single replica: the ISR is this node).
+    pub async fn append(
+        self: &Rc<Self>,
+        records: &Bytes,
+        acks: i16,
+        now_ms: i64,
+    ) -> Result<Appended, PartitionError> {
+        self.check_failed()?;
+        // Validate everything before appending anything.
+        let mut headers: Vec<(BatchHeader, std::ops::Range<usize>)> = Vec::new();
+        let max_bytes = self.state.borrow().settings.max_message_bytes;
+        for item in BatchIter::new(records) {
+            let (h, range) = item.map_err(|e| match e {
+                batch::BatchError::BadMagic(m) => PartitionError::InvalidRecord(format!(
+                    "record batch magic {m} is not supported"
+                )),
+                e => PartitionError::CorruptMessage(e.to_string()),
+            })?;
+            if range.len() > max_bytes {
+                return Err(PartitionError::MessageTooLarge(range.len(), max_bytes));
+            }
+            if h.is_transactional() || h.is_control() {
+                return Err(PartitionError::InvalidRecord(
+                    "transactional batches are not supported yet".into(),
+                ));
+            }
+            if h.records_count != h.last_offset_delta + 1 && h.compression() == 0 {
+                return Err(PartitionError::CorruptMessage(
+                    "recordsCount does not match lastOffsetDelta".into(),
+                ));
+            }
+            headers.push((h, range));
+        }
+        if headers.is_empty() {
+            return Err(PartitionError::CorruptMessage("no record batch in produce data".into()));
+        }
+        // Backpressure: wait for the device before buffering more.
+        while self.state.borrow().writer.unwritten_bytes()
+            > self.limits.partition_unflushed_bytes_max as u64
+        {
+            self.flush_once().await?;
+        }
+        let _permit = self.append_lock.acquire_permit(1).await.map_err(io_err)?;
+        self.check_failed()?;
+        let mut first: Option<Offset> = None;
+        let mut last = Offset::NONE;
+        let log_append_time_ms =
+            if self.state.borrow().settings.log_append_time { now_ms } else { -1 };
+        for (h, range) in headers {
+            if h.has_producer_id() {
+                let check = self.state.borrow().producers.check(
+                    h.producer_id,
+                    h.producer_epoch,
+                    h.base_sequence,
+                    h.last_sequence(),
+                );
+                match check {
+                    Ok(SeqCheck::Append) => {}
+                    Ok(SeqCheck::Duplicate { base_offset, last_offset }) => {
+                        // A retried batch: answer with where it was written.
+                        first.get_or_insert(base_offset);
+                        last = last_offset;
+                        continue;
+                    }
+                    Err(
+                        weir_node_core::producer_state::ProducerStateError::InvalidProducerEpoch,
+                    ) => {
+                        return Err(PartitionError::InvalidProducerEpoch);
+                    }
+                    Err(_) => return Err(PartitionError::OutOfOrderSequence),
+                }
+            }
+            let plan = self.state.borrow_mut().log.plan_append(
+                range.len(),
+                h.offset_count(),
+                h.max_timestamp,
+                now_ms,
+            );
+            if let Some(new_base) = plan.roll {
+                self.roll(new_base).await?;
+            }
+            let mut bytes = BytesMut::from(&records[range.clone()]);
+            batch::set_base_offset(&mut bytes, plan.base_offset);
+            let epoch = self.state.borrow().leader_epoch;
+            batch::set_partition_leader_epoch(&mut bytes, epoch);
+            let max_ts = if log_append_time_ms >= 0 {
+                batch::set_log_append_time(&mut bytes, log_append_time_ms);
+                log_append_time_ms
+            } else {
+                h.max_timestamp
+            };
+            let bytes = bytes.freeze();
+            self.commit_append(&plan, &h, &bytes, max_ts);
+            first.get_or_insert(plan.base_offset);
+            last = plan.last_offset;
+        }
+        drop(_permit);
+        let base_offset = first.expect("at least one batch");
+        let result = Appended {
+            base_offset,
+            last_offset: last,
+            log_append_time_ms,
+            log_start_offset: self.log_start_offset(),
+        };
+        if acks == 0 {
+            self.schedule_write_behind();
+        } else {
+            self.wait_persisted(last.next()).await?;
+        }
+        Ok(result)
+    }
+
+    fn commit_append(&self, plan: &AppendPlan, h: &BatchHeader, bytes: &Bytes, max_ts: i64) {
+        let mut st = self.state.borrow_mut();
+        st.writer.append(bytes);
+        st.log.append_done(plan, bytes.len(), max_ts);
+        if h.has_producer_id() {
+            st.producers.record(ProducerBatch {
+                producer_id: h.producer_id,
+                producer_epoch: h.producer_epoch,
+                base_sequence: h.base_sequence,
+                last_sequence: h.last_sequence(),
+                base_offset: plan.base_offset,
+                last_offset: plan.last_offset,
+                max_timestamp: max_ts,
+            });
+        }
+        drop(st);
+        let cached =
+            CachedBatch { base: plan.base_offset, last: plan.last_offset, bytes: bytes.clone() };
+        self.shard_cache.borrow_mut().insert(&self.cache, cached);
+    }
+
+    /// Seals the active segment (everything written, cut to size, synced,
+    /// indexes and producer snapshot written) and starts a new one.
+    async fn roll(&self, new_base: Offset) -> Result<(), PartitionError> {
+        let _flush = self.flush_lock.acquire_permit(1).await.map_err(io_err)?;
+        let old_base;
+        {
+            let st = self.state.borrow();
+            old_base = st.log.active_segment().base_offset;
+        }
+        // Take the writer out while sealing so no flush can touch it.
+        let mut writer = {
+            let path = segment_path(&self.dir, new_base, "log");
+            let w = SegmentWriter::create(
+                &path,
+                self.limits.write_chunk_bytes,
+                self.limits.segment_preallocate_bytes_min,
+                self.limits.segment_preallocate_bytes_max,
+            )
+            .await
+            .map_err(|e| self.fail(format!("creating segment {}: {e}", path.display())))?;
+            let mut st = self.state.borrow_mut();
+            st.files.insert(new_base, w.file().clone());
+            std::mem::replace(&mut st.writer, w)
+        };
+        writer.seal().await.map_err(|e| self.fail(format!("sealing segment {old_base}: {e}")))?;
+        let (index, timeindex, snapshot) = {
+            let mut st = self.state.borrow_mut();
+            let end = st.log.log_end_offset();
+            st.written_offset = st.written_offset.max(new_base);
+            let seg = st.log.segment(old_base).expect("sealed segment is in the log");
+            let index = seg.offset_index.encode();
+            let timeindex = seg.time_index.encode();
+            st.log.roll_done(new_base);
+            // The new segment starts where the sealed one ended.
+            assert!(end >= new_base);
+            (index, timeindex, st.producers.encode_snapshot(new_base))
+        };
+        write_atomic(&segment_path(&self.dir, old_base, "index"), &index)?;
+        write_atomic(&segment_path(&self.dir, old_base, "timeindex"), &timeindex)?;
+        write_atomic(&segment_path(&self.dir, new_base, "snapshot"), &snapshot)?;
+        self.remove_old_snapshots(new_base);
+        // Everything of the sealed segment is durable now.
+        self.persisted_to(new_base);
+        Ok(())
+    }
+
+    fn remove_old_snapshots(&self, keep_from: Offset) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some(base) = name.strip_suffix(".snapshot").and_then(|s| s.parse::<i64>().ok()) {
+                if base < keep_from.0 {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
+    /// Records that offsets below `offset` are persisted per the durability
+    /// mode, advancing the high watermark and waking fetches.
+    fn persisted_to(&self, offset: Offset) {
+        let mut st = self.state.borrow_mut();
+        if offset > st.log.durable_offset() {
+            st.log.set_durable(offset);
+        }
+        if offset > st.log.high_watermark() {
+            st.log.advance_high_watermark(offset);
+            drop(st);
+            self.data_arrived.notify(usize::MAX);
+        }
+    }
+
+    /// Runs one flush cycle: writes everything appended so far and, in fsync
+    /// mode, syncs it. Concurrent callers queue on the flush lock; a caller
+    /// finding its data already covered returns without another write.
+    async fn flush_once(&self) -> Result<(), PartitionError> {
+        let _permit = self.flush_lock.acquire_permit(1).await.map_err(io_err)?;
+        self.check_failed()?;
+        let (job, end_offset, file) = {
+            let mut st = self.state.borrow_mut();
+            (st.writer.take_flush(), st.log.log_end_offset(), st.writer.file().clone())
+        };
+        if let Some(job) = job {
+            let end = run_flush(&file, job).await.map_err(|e| self.fail(format!("write: {e}")))?;
+            let mut st = self.state.borrow_mut();
+            st.writer.flush_done(end);
+            st.written_offset = st.written_offset.max(end_offset);
+        }
+        match self.durability {
+            Durability::Fsync => {
+                if self.state.borrow().log.durable_offset() < end_offset {
+                    file.fdatasync().await.map_err(|e| self.fail(format!("fdatasync: {e}")))?;
+                }
+                self.persisted_to(end_offset);
+            }
+            Durability::Write => {
+                let written = self.state.borrow().written_offset;
+                let mut st = self.state.borrow_mut();
+                if written > st.log.high_watermark() {
+                    st.log.advance_high_watermark(written);
+                    drop(st);
+                    self.data_arrived.notify(usize::MAX);
+                }
+            }
+        }
+        self.flushed.notify(usize::MAX);
+        Ok(())
+    }
+
+    /// The offset below which data is persisted per the durability mode.
+    fn persisted_offset(&self) -> Offset {
+        let st = self.state.borrow();
+        match self.durability {
+            Durability::Fsync => st.log.durable_offset(),
+            Durability::Write => st.written_offset,
+        }
+    }
+
+    /// Waits until every offset below `end` is persisted, flushing as needed.
+    pub async fn wait_persisted(&self, end: Offset) -> Result<(), PartitionError> {
+        while self.persisted_offset() < end {
+            self.check_failed()?;
+            self.flush_once().await?;
+        }
+        Ok(())
+    }
+
+    fn schedule_write_behind(self: &Rc<Self>) {
+        if self.write_behind_pending.replace(true) {
+            return;
+        }
+        let this = self.clone();
+        let delay = std::time::Duration::from_millis(self.limits.write_behind_ms_max);
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(delay).await;
+            this.write_behind_pending.set(false);
+            let end = this.log_end_offset();
+            if let Err(e) = this.wait_persisted(end).await {
+                tracing::error!(partition = %this.tp, "write-behind flush failed: {e}");
+            }
+        })
+        .detach();
+    }
+
+    /// In `write` durability: syncs what has been written (background task).
+    pub async fn background_sync(&self) -> Result<(), PartitionError> {
+        let (written, file) = {
+            let st = self.state.borrow();
+            (st.written_offset, st.writer.file().clone())
+        };
+        if written > self.state.borrow().log.durable_offset() {
+            file.fdatasync().await.map_err(|e| self.fail(format!("fdatasync: {e}")))?;
+            self.state.borrow_mut().log.set_durable(written);
+        }
+        Ok(())
+    }
+
+    /// Reads batches for a fetch starting at the batch containing `offset`, up
+    /// to `max_bytes` (the first batch whole even if larger), never past the
+    /// high watermark.
+    pub async fn read(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+    ) -> Result<ReadOutcome, PartitionError> {
+        let (hw, start, end) = {
+            let st = self.state.borrow();
+            (st.log.high_watermark(), st.log.log_start_offset(), st.log.log_end_offset())
+        };
+        let outcome = |records: Bytes| ReadOutcome {
+            records,
+            high_watermark: hw,
+            log_start_offset: start,
+            log_end_offset: end,
+        };
+        if offset < start || offset > end {
+            return Err(PartitionError::OffsetOutOfRange);
+        }
+        if offset >= hw {
+            return Ok(outcome(Bytes::new()));
+        }
+        if let Some(parts) = self.cache.borrow().read(offset, hw, max_bytes) {
+            return Ok(outcome(concat(parts)));
+        }
+        let mut from = offset;
+        loop {
+            let located = self.state.borrow().log.locate(from);
+            let (base, pos, seg_end) = match located {
+                weir_node_core::log::Locate::Segment {
+                    base_offset,
+                    start_position,
+                    end_position,
+                } => (base_offset, start_position, end_position),
+                _ => return Ok(outcome(Bytes::new())),
+            };
+            let file = self.state.borrow().files.get(&base).cloned();
+            let Some(file) = file else { return Ok(outcome(Bytes::new())) };
+            let got = read_batches(
+                &file,
+                pos,
+                seg_end,
+                from,
+                hw,
+                max_bytes,
+                self.limits.fetch_read_bytes_max,
+            )
+            .await
+            .map_err(io_err)?;
+            match got {
+                Some(bytes) => return Ok(outcome(bytes)),
+                // Nothing at or after `from` in this segment: continue in the next.
+                None => {
+                    let next = self.state.borrow().log.segment_after(base).map(|s| s.base_offset);
+                    match next {
+                        Some(n) if n < hw => from = from.max(n),
+                        _ => return Ok(outcome(Bytes::new())),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies retention and DeleteRecords: removes whole segments below the
+    /// log start offset or past retention. Returns the number removed.
+    pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, PartitionError> {
+        self.check_failed()?;
+        // The log's bookkeeping may not change while an append is between
+        // its plan and its completion.
+        let _permit = self.append_lock.acquire_permit(1).await.map_err(io_err)?;
+        self.check_failed()?;
+        let bases = {
+            let st = self.state.borrow();
+            let mut bases = st.log.retention_plan(now_ms);
+            for b in st.log.segments_below_log_start() {
+                if !bases.contains(&b) {
+                    bases.push(b);
+                }
+            }
+            bases.sort();
+            bases
+        };
+        if bases.is_empty() {
+            return Ok(0);
+        }
+        let start = {
+            let mut st = self.state.borrow_mut();
+            st.log.segments_deleted(&bases);
+            for b in &bases {
+                st.files.remove(b);
+            }
+            st.log.log_start_offset()
+        };
+        write_atomic(&self.dir.join("log-start-offset"), format!("{}\n", start.0).as_bytes())?;
+        for b in &bases {
+            for ext in ["log", "index", "timeindex", "snapshot"] {
+                let _ = std::fs::remove_file(segment_path(&self.dir, *b, ext));
+            }
+        }
+        tracing::info!(partition = %self.tp, segments = bases.len(), log_start = start.0, "deleted segments");
+        Ok(bases.len())
+    }
+
+    /// DeleteRecords: moves the log start offset forward (−1 = high watermark).
+    pub async fn delete_records(&self, offset: Offset) -> Result<Offset, PartitionError> {
+        self.check_failed()?;
+        let start = {
+            let _permit = self.append_lock.acquire_permit(1).await.map_err(io_err)?;
+            let start = self
+                .state
+                .borrow_mut()
+                .log
+                .delete_records(offset)
+                .map_err(|_| PartitionError::OffsetOutOfRange)?;
+            write_atomic(&self.dir.join("log-start-offset"), format!("{}\n", start.0).as_bytes())?;
+            start
+        };
+        self.enforce_retention(i64::MIN).await?;
+        Ok(start)
+    }
+
+    /// The first offset whose batch has a max timestamp >= `ts` (ListOffsets
+    /// by time), with that batch's timestamp; `None` if there is none.
+    pub async fn offset_for_timestamp(
+        &self,
+        ts: i64,
+    ) -> Result<Option<(Offset, i64)>, PartitionError> {
+        let hw = self.high_watermark();
+        let candidates: Vec<(Offset, Position, Position)> = {
+            let st = self.state.borrow();
+            st.log
+                .segments()
+                .filter(|s| s.max_timestamp >= ts && s.base_offset < hw)
+                .map(|s| {
+                    let (_, pos) = s.time_index_start(ts);
+                    (s.base_offset, pos, s.size)
+                })
+                .collect()
+        };
+        for (base, pos, size) in candidates {
+            let file = self.state.borrow().files.get(&base).cloned();
+            let Some(file) = file else { continue };
+            let mut at = pos.0;
+            while at < size.0 {
+                let want = (self.limits.fetch_read_bytes_max as u64).min(size.0 - at) as usize;
+                let data = file.read_at(at, want).await.map_err(io_err)?;
+                let mut advanced = 0usize;
+                for item in BatchIter::headers_only(&data) {
+                    let Ok((h, range)) = item else { break };
+                    if h.base_offset >= hw {
+                        return Ok(None);
+                    }
+                    if h.max_timestamp >= ts {
+                        return Ok(Some((h.base_offset, h.max_timestamp)));
+                    }
+                    advanced = range.end;
+                }
+                if advanced == 0 {
+                    break;
+                }
+                at += advanced as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The offset and timestamp of the record batch with the largest
+    /// timestamp (ListOffsets −3, KIP-734).
+    pub async fn max_timestamp_offset(&self) -> Result<Option<(Offset, i64)>, PartitionError> {
+        let best = {
+            let st = self.state.borrow();
+            st.log.segments().map(|s| s.max_timestamp).max()
+        };
+        match best {
+            Some(ts) if ts >= 0 => self.offset_for_timestamp(ts).await,
+            _ => Ok(None),
+        }
+    }
+
+    /// Writes everything, cuts the active segment to size and syncs: the
+    /// clean-shutdown path.
+    pub async fn close(&self) -> Result<(), PartitionError> {
+        let _permit = self.append_lock.acquire_permit(1).await.map_err(io_err)?;
+        let _flush = self.flush_lock.acquire_permit(1).await.map_err(io_err)?;
+        if self.failed.borrow().is_some() {
+            return Ok(());
+        }
+        let (job, file, end) = {
+            let mut st = self.state.borrow_mut();
+            (st.writer.take_flush(), st.writer.file().clone(), st.writer.logical_end())
+        };
+        let sealed = async {
+            if let Some(job) = job {
+                let written = run_flush(&file, job).await?;
+                self.state.borrow_mut().writer.flush_done(written);
+            }
+            file.truncate(end).await.map_err(std::io::Error::from)?;
+            file.fdatasync().await.map_err(std::io::Error::from)
+        };
+        sealed.await.map_err(|e| self.fail(format!("sealing at shutdown: {e}")))?;
+        Ok(())
+    }
+
+    /// Removes the partition's folder (topic deletion).
+    pub async fn remove(&self) {
+        let _permit = self.append_lock.acquire_permit(1).await;
+        let _flush = self.flush_lock.acquire_permit(1).await;
+        *self.failed.borrow_mut() = Some("partition deleted".into());
+        self.cache.borrow_mut().clear();
+        self.state.borrow_mut().files.clear();
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(partition = %self.tp, "removing {}: {e}", self.dir.display());
+        }
+    }
+}
+
+fn concat(parts: Vec<Bytes>) -> Bytes {
+    match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.into_iter().next().expect("one"),
+        _ => {
+            let total = parts.iter().map(|p| p.len()).sum();
+            let mut out = BytesMut::with_capacity(total);
+            for p in parts {
+                out.extend_from_slice(&p);
+            }
+            out.freeze()
+        }
+    }
+}
+
+/// Reads whole batches from one segment, starting at the batch containing
+/// `from`. `None` when the segment has no batch at or after `from` below `hw`.
+#[allow(clippy::too_many_arguments)]
+async fn read_batches(
+    file: &DmaFile,
+    start: Position,
+    seg_end: Position,
+    from: Offset,
+    hw: Offset,
+    max_bytes: usize,
+    read_max: usize,
+) -> std::io::Result<Option<Bytes>> {
+    let mut pos = start.0;
+    let mut want = max_bytes.clamp(64 << 10, read_max);
+    loop {
+        if pos >= seg_end.0 {
+            return Ok(None);
+        }
+        let len = (want as u64).min(seg_end.0 - pos) as usize;
+        let data = file.read_at(pos, len).await?;
+        let mut begin: Option<usize> = None;
+        let mut end = 0usize;
+        let mut scanned = 0usize;
+        let mut first_incomplete = None;
+        for item in BatchIter::headers_only(&data) {
+            let (h, range) = match item {
+                Ok(x) => x,
+                Err(batch::BatchError::Truncated { needed, .. }) => {
+                    first_incomplete = Some(needed);
+                    break;
+                }
+                Err(_) => break,
+            };
+            scanned = range.end;
+            if h.base_offset >= hw {
+                break;
+            }
+            if h.last_offset() < from {
+                continue;
+            }
+            match begin {
+                None => {
+                    begin = Some(range.start);
+                    end = range.end;
+                }
+                Some(b) => {
+                    if range.end - b > max_bytes {
+                        break;
+                    }
+                    end = range.end;
+                }
+            }
+        }
+        match begin {
+            Some(b) => return Ok(Some(Bytes::copy_from_slice(&data[b..end]))),
+            None => {
+                if let Some(needed) = first_incomplete.filter(|_| scanned == 0) {
+                    // The first batch is larger than what we read: read it
+                    // whole, once; if the segment ends first it is not there.
+                    if needed <= want {
+                        return Ok(None);
+                    }
+                    want = needed;
+                    continue;
+                }
+                if scanned == 0 {
+                    return Ok(None);
+                }
+                pos += scanned as u64;
+            }
+        }
+    }
+}
+
+/// Loads a sealed segment's indexes; `None` if missing or invalid (the
+/// caller then rebuilds them by scanning).
+fn load_indexes(
+    dir: &Path,
+    base: Offset,
+    size: u64,
+    next_base: Option<Offset>,
+) -> Option<SegmentInfo> {
+    let index = std::fs::read(segment_path(dir, base, "index")).ok()?;
+    let timeindex = std::fs::read(segment_path(dir, base, "timeindex")).ok()?;
+    let offset_index =
+        weir_node_core::index::OffsetIndex::decode(base, &index, Position(size)).ok()?;
+    let time_index = weir_node_core::index::TimeIndex::decode(base, &timeindex).ok()?;
+    let max_timestamp = time_index.last_timestamp()?;
+    Some(SegmentInfo {
+        base_offset: base,
+        next_offset: next_base?,
+        size: Position(size),
+        max_timestamp,
+        created_ms: 0,
+        offset_index,
+        time_index,
+    })
+}
+
+/// Writes a small file atomically: temp file, fsync, rename, fsync the dir.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), PartitionError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io_err)?;
+    f.write_all(data).map_err(io_err)?;
+    f.sync_data().map_err(io_err)?;
+    std::fs::rename(&tmp, path).map_err(io_err)?;
+    if let Some(parent) = path.parent() {
+        if let Ok(d) = std::fs::File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}

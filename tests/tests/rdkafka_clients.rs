@@ -1,0 +1,163 @@
+//! The `rdkafka` crate (librdkafka) against a real `weir dev` process.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use weir_tests::WeirDev;
+
+fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client")
+}
+
+async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    let results = admin(bootstrap)
+        .create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create_topics request");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+    }
+}
+
+fn assign_consumer(bootstrap: &str, topic: &str, partitions: i32) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "weir-test-assign")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    consumer
+}
+
+/// Reads until `count` records arrived (or a deadline), keyed by partition.
+fn drain(
+    consumer: &BaseConsumer,
+    count: usize,
+    limit: Duration,
+) -> BTreeMap<i32, Vec<(i64, Vec<u8>)>> {
+    let deadline = Instant::now() + limit;
+    let mut got: BTreeMap<i32, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
+    let mut n = 0;
+    while n < count && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                got.entry(m.partition())
+                    .or_default()
+                    .push((m.offset(), m.payload().unwrap_or_default().to_vec()));
+                n += 1;
+            }
+            Some(Err(e)) => panic!("consume error: {e}"),
+            None => {}
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_acks_all_round_trip_in_partition_order() {
+    let dev = WeirDev::start();
+    let bootstrap = dev.bootstrap();
+    create_topic(&bootstrap, "orders", 3).await;
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    const N: usize = 20_000;
+    let mut pending = Vec::with_capacity(N);
+    for i in 0..N {
+        let key = format!("key-{}", i % 97);
+        let value = format!("value-{i:06}");
+        let record = FutureRecord::to("orders").key(&key).payload(&value);
+        pending.push((value.clone(), producer.send_result(record).expect("queue")));
+    }
+    let mut acked: BTreeMap<i32, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
+    for (value, fut) in pending {
+        let d = fut.await.expect("delivery").expect("acknowledged");
+        let (partition, offset) = (d.partition, d.offset);
+        acked.entry(partition).or_default().push((offset, value.into_bytes()));
+    }
+    assert_eq!(acked.len(), 3, "keys spread over all three partitions");
+    for records in acked.values_mut() {
+        records.sort();
+        let offsets: Vec<i64> = records.iter().map(|r| r.0).collect();
+        let expected: Vec<i64> = (0..records.len() as i64).collect();
+        assert_eq!(offsets, expected, "offsets are dense from 0");
+    }
+
+    let consumer = assign_consumer(&bootstrap, "orders", 3);
+    let got = drain(&consumer, N, Duration::from_secs(60));
+    assert_eq!(got, acked, "consumer reads exactly what was acknowledged, in order");
+
+    // Watermarks (ListOffsets earliest/latest) agree.
+    let total: i64 = (0..3)
+        .map(|p| {
+            let (lo, hi) =
+                consumer.fetch_watermarks("orders", p, Duration::from_secs(5)).expect("watermarks");
+            assert_eq!(lo, 0);
+            hi
+        })
+        .sum();
+    assert_eq!(total as usize, N);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_topics_survive_clean_restart() {
+    let mut dev = WeirDev::start();
+    let bootstrap = dev.bootstrap();
+    create_topic(&bootstrap, "keep", 2).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    for i in 0..500 {
+        let v = format!("r{i}");
+        producer
+            .send(
+                FutureRecord::<(), _>::to("keep").partition(i % 2).payload(&v),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("acked");
+    }
+    drop(producer);
+    assert!(dev.stop(), "clean shutdown exits 0");
+    dev.restart();
+    let consumer = assign_consumer(&bootstrap, "keep", 2);
+    let got = drain(&consumer, 500, Duration::from_secs(30));
+    assert_eq!(got.values().map(|v| v.len()).sum::<usize>(), 500);
+    for (p, records) in &got {
+        for (i, (offset, value)) in records.iter().enumerate() {
+            assert_eq!(*offset, i as i64);
+            assert_eq!(value, format!("r{}", i as i32 * 2 + p).as_bytes());
+        }
+    }
+    // Producing after the restart continues at the right offsets.
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", &bootstrap).create().expect("producer");
+    let d = producer
+        .send(
+            FutureRecord::<(), _>::to("keep").partition(0).payload("after"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("acked");
+    assert_eq!((d.partition, d.offset), (0, 250));
+}
