@@ -161,3 +161,84 @@ async fn records_topics_survive_clean_restart() {
         .expect("acked");
     assert_eq!((d.partition, d.offset), (0, 250));
 }
+
+fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("group consumer")
+}
+
+async fn produce_values(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    range: std::ops::Range<usize>,
+) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let futs: Vec<_> = range
+        .map(|i| {
+            let v = format!("{i}");
+            let p = i as i32 % partitions;
+            producer
+                .send_result(FutureRecord::<(), _>::to(topic).partition(p).payload(&v))
+                .expect("queue")
+        })
+        .collect();
+    for f in futs {
+        f.await.expect("delivery").expect("acked");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_consumer_commits_and_a_new_member_resumes_after_restart() {
+    let mut dev = WeirDev::start();
+    let bootstrap = dev.bootstrap();
+    create_topic(&bootstrap, "events", 3).await;
+    produce_values(&bootstrap, "events", 3, 0..3000).await;
+
+    let consumer = group_consumer(&bootstrap, "billing");
+    consumer.subscribe(&["events"]).expect("subscribe");
+    let first = drain(&consumer, 3000, Duration::from_secs(60));
+    assert_eq!(
+        first.values().map(|v| v.len()).sum::<usize>(),
+        3000,
+        "group member reads everything"
+    );
+    consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync).expect("commit");
+    let committed = consumer
+        .committed(Duration::from_secs(10))
+        .expect("committed offsets")
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset()))
+        .collect::<BTreeMap<_, _>>();
+    assert_eq!(committed.values().map(|o| o.to_raw().unwrap()).sum::<i64>(), 3000);
+    drop(consumer);
+
+    // The commits are durable: restart the node, produce more, and a new
+    // member of the same group starts exactly after what was committed.
+    assert!(dev.stop());
+    dev.restart();
+    produce_values(&bootstrap, "events", 3, 3000..3600).await;
+    let consumer = group_consumer(&bootstrap, "billing");
+    consumer.subscribe(&["events"]).expect("subscribe");
+    let second = drain(&consumer, 600, Duration::from_secs(60));
+    let values: Vec<u64> = second
+        .values()
+        .flatten()
+        .map(|(_, v)| std::str::from_utf8(v).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(values.len(), 600, "exactly the records after the commit");
+    assert!(values.iter().all(|v| *v >= 3000), "nothing before the commit is read again");
+}

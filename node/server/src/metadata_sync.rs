@@ -191,7 +191,13 @@ async fn reconcile(shard: &Rc<Shard>) -> anyhow::Result<()> {
                 let tp = TopicPartition::new(t.name.clone(), p.partition.0);
                 let hosted = p.leader == shard.node_id || p.replicas.contains(&shard.node_id);
                 if hosted && shard.shard_for(&tp) == shard.id {
-                    wanted.push((tp, t.id, settings.clone(), p.leader_epoch));
+                    wanted.push((
+                        tp,
+                        t.id,
+                        settings.clone(),
+                        p.leader_epoch,
+                        t.partitions.len() as u32,
+                    ));
                 }
             }
         }
@@ -207,11 +213,12 @@ async fn reconcile(shard: &Rc<Shard>) -> anyhow::Result<()> {
         .map(|(_, p)| p.clone())
         .collect();
     for p in removed {
+        crate::kafka::groups::partition_closing(shard, &p.tp);
         shard.partitions.borrow_mut().remove(&p.tp);
         p.remove().await;
         tracing::info!(partition = %p.tp, "partition removed");
     }
-    for (tp, id, settings, epoch) in wanted {
+    for (tp, id, settings, epoch, topic_partitions) in wanted {
         let existing = shard.partition(&tp);
         match existing {
             Some(p) => {
@@ -239,7 +246,8 @@ async fn reconcile(shard: &Rc<Shard>) -> anyhow::Result<()> {
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("opening {tp}: {e}"))?;
-                shard.partitions.borrow_mut().insert(tp, p);
+                shard.partitions.borrow_mut().insert(tp, p.clone());
+                crate::kafka::groups::partition_opened(shard, &p, topic_partitions);
             }
         }
     }
