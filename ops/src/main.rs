@@ -39,6 +39,7 @@ struct DevArgs {
 
 fn dev(args: DevArgs) -> anyhow::Result<()> {
     weir_node::cli::init_logging(&args.log_format);
+    let mut signals = weir_node::cli::catch_signals()?;
     std::fs::create_dir_all(&args.data_dir)?;
     let durability = match args.durability.as_str() {
         "fsync" => weir_node::config::Durability::Fsync,
@@ -62,7 +63,7 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
     let node = weir_node::node::start(config, controller)?;
     println!("bootstrap: 127.0.0.1:{}", node.kafka_addr.port());
     std::io::stdout().flush()?;
-    let sig = weir_node::cli::wait_for_signal()?;
+    let sig = weir_node::cli::wait_for_signal(&mut signals);
     tracing::info!(signal = sig, "shutting down");
     let node_result = node.shutdown();
     controller_join.shutdown()?;

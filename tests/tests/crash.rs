@@ -4,8 +4,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_tests::WeirDev;
 
@@ -42,7 +42,7 @@ async fn kill9_during_acks_all_produce_keeps_every_acknowledged_record() {
             r.expect("created");
         });
 
-    let acked: Arc<Mutex<BTreeMap<i32, Vec<(i64, u64)>>>> = Arc::default();
+    let mut acked: BTreeMap<i32, Vec<(i64, u64)>> = BTreeMap::new();
     // A separate thread kills the node while windows of produces are in flight.
     let pid = dev.pid() as i32;
     let killed = Arc::new(AtomicBool::new(false));
@@ -71,14 +71,13 @@ async fn kill9_during_acks_all_produce_keeps_every_acknowledged_record() {
         }
         for (s, fut) in window {
             if let Ok(Ok(d)) = fut.await {
-                acked.lock().unwrap().entry(d.partition).or_default().push((d.offset, s));
+                acked.entry(d.partition).or_default().push((d.offset, s));
             }
         }
     }
     killer.join().unwrap();
     dev.kill9();
     drop(producer);
-    let acked = acked.lock().unwrap().clone();
     let acked_count: usize = acked.values().map(|v| v.len()).sum();
     assert!(acked_count > 1000, "the test acknowledged too little to mean anything: {acked_count}");
 

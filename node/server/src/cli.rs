@@ -14,9 +14,14 @@ pub fn init_logging(format: &str) {
     let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
 }
 
-/// Blocks until SIGINT or SIGTERM arrives.
-pub fn wait_for_signal() -> anyhow::Result<i32> {
+/// Catches SIGINT and SIGTERM from now on. Call before starting anything,
+/// so a signal that arrives during start-up still leads to a clean stop.
+pub fn catch_signals() -> anyhow::Result<signal_hook::iterator::Signals> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-    Ok(signals.forever().next().unwrap_or(SIGTERM))
+    Ok(signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?)
+}
+
+/// Blocks until one of the caught signals arrives.
+pub fn wait_for_signal(signals: &mut signal_hook::iterator::Signals) -> i32 {
+    signals.forever().next().unwrap_or(signal_hook::consts::SIGTERM)
 }

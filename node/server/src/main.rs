@@ -17,11 +17,12 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = weir_node::config::NodeConfig::load(&args.config)?;
     weir_node::cli::init_logging(&config.log_format);
+    let mut signals = weir_node::cli::catch_signals()?;
     let controller = weir_controller::connect(&config.controller)
         .map_err(|e| anyhow::anyhow!("connecting to controller {}: {e:#}", config.controller))?;
     let node = weir_node::node::start(config, controller)?;
     println!("kafka: {}", node.kafka_addr);
-    let sig = weir_node::cli::wait_for_signal()?;
+    let sig = weir_node::cli::wait_for_signal(&mut signals);
     tracing::info!(signal = sig, "shutting down");
     node.shutdown()
 }

@@ -191,7 +191,7 @@ fn shutdown_job() -> Job {
 }
 
 thread_local! {
-    static SHUTDOWN: event_listener::Event = event_listener::Event::new();
+    static SHUTDOWN: event_listener::Event = const { event_listener::Event::new() };
 }
 
 impl RunningNode {

@@ -376,8 +376,10 @@ async fn alter_topic_config(
 ) -> Result<(), ControllerError> {
     let cmd = Command::AlterConfigs { topic: topic.clone(), ops, replace_all, validate_only };
     let result = shard.controller.submit(cmd).await?;
-    if let CommandResult::ConfigsAltered { overrides, .. } = result {
-        if !validate_only {
+    if let CommandResult::ConfigsAltered { overrides, .. } = result
+        && !validate_only
+    {
+        {
             await_shards(shard, move |s| {
                 s.metadata.borrow().topics.get(&topic).is_some_and(|t| t.overrides == overrides)
             })

@@ -108,10 +108,10 @@ pub async fn serve(stream: TcpStream, shard: Rc<Shard>) {
         while let Some(task) = rx.recv().await {
             let reply = task.await;
             writer_queued.set(writer_queued.get() - 1);
-            if let Some(Some(frame)) = reply {
-                if write_half.write_all(&frame).await.is_err() {
-                    break;
-                }
+            if let Some(Some(frame)) = reply
+                && write_half.write_all(&frame).await.is_err()
+            {
+                break;
             }
             if writer_queued.get() == 0 && write_half.flush().await.is_err() {
                 break;

@@ -576,10 +576,10 @@ impl Partition {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            if let Some(base) = name.strip_suffix(".snapshot").and_then(|s| s.parse::<i64>().ok()) {
-                if base < keep_from.0 {
-                    let _ = std::fs::remove_file(e.path());
-                }
+            if let Some(base) = name.strip_suffix(".snapshot").and_then(|s| s.parse::<i64>().ok())
+                && base < keep_from.0
+            {
+                let _ = std::fs::remove_file(e.path());
             }
         }
     }
@@ -1023,10 +1023,10 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), PartitionError> {
     f.write_all(data).map_err(io_err)?;
     f.sync_data().map_err(io_err)?;
     std::fs::rename(&tmp, path).map_err(io_err)?;
-    if let Some(parent) = path.parent() {
-        if let Ok(d) = std::fs::File::open(parent) {
-            let _ = d.sync_all();
-        }
+    if let Some(parent) = path.parent()
+        && let Ok(d) = std::fs::File::open(parent)
+    {
+        let _ = d.sync_all();
     }
     Ok(())
 }

@@ -122,7 +122,7 @@ impl SegmentWriter {
         prealloc_min: u64,
         prealloc_max: u64,
     ) -> SegmentWriter {
-        assert!(chunk_bytes as u64 % BLOCK == 0 && chunk_bytes > 0);
+        assert!((chunk_bytes as u64).is_multiple_of(BLOCK) && chunk_bytes > 0);
         SegmentWriter {
             file,
             chunk_bytes,

@@ -1,0 +1,109 @@
+//! `weir-controller --config` and `weir-node --config` as separate processes,
+//! as in production, serving a real Kafka client.
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use weir_tests::{free_port, workspace_bin};
+
+fn terminate(mut child: Child) -> bool {
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_and_node_processes_serve_a_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller_port = free_port();
+    let kafka_port = free_port();
+    let controller_toml = dir.path().join("controller.toml");
+    std::fs::write(
+        &controller_toml,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:{controller_port}\"\n",
+            dir.path().join("controller")
+        ),
+    )
+    .unwrap();
+    let node_toml = dir.path().join("node.toml");
+    std::fs::write(
+        &node_toml,
+        format!(
+            "node_id = 7\ndata_dirs = [{:?}]\nlisten = \"127.0.0.1:{kafka_port}\"\ncontroller = \"127.0.0.1:{controller_port}\"\nshards = 2\n",
+            dir.path().join("node-7")
+        ),
+    )
+    .unwrap();
+    let controller = Command::new(workspace_bin("weir-controller"))
+        .arg("--config")
+        .arg(&controller_toml)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn controller");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", controller_port)).is_err() {
+        assert!(Instant::now() < deadline, "controller never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut node = Command::new(workspace_bin("weir-node"))
+        .arg("--config")
+        .arg(&node_toml)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn node");
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("node prints its address").unwrap();
+    assert_eq!(first, format!("kafka: 127.0.0.1:{kafka_port}"));
+
+    let bootstrap = format!("127.0.0.1:{kafka_port}");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("acks", "all")
+        .create()
+        .unwrap();
+    for i in 0..100 {
+        let v = format!("m{i}");
+        // The first send auto-creates the topic through Metadata.
+        let d = producer
+            .send(FutureRecord::<(), _>::to("split").payload(&v), Duration::from_secs(20))
+            .await
+            .expect("acked");
+        assert_eq!(d.offset, i);
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "split-check")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("split", 0, Offset::Beginning).unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < 100 && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            got.push(String::from_utf8(m.unwrap().payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    assert_eq!(got, (0..100).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    // The metadata names the configured node id.
+    let md = consumer.fetch_metadata(Some("split"), Duration::from_secs(5)).unwrap();
+    assert_eq!(md.brokers()[0].id(), 7);
+    drop(consumer);
+    drop(producer);
+    assert!(terminate(node), "node exits cleanly on SIGTERM");
+    assert!(terminate(controller), "controller exits cleanly on SIGTERM");
+}
