@@ -55,6 +55,7 @@
 //!   offset_index, time_index }`, `SegmentInfo::empty(base, index_interval_bytes, created_ms)`,
 //!   `is_empty`, `time_index_start(&self, ts) -> (Offset, Position)`.
 //! - `PartitionLog::new_empty(config, now_ms)`,
+//!   `check_segments(&[SegmentInfo]) -> Result<(), LogError>`,
 //!   `from_recovered(config, segments: Vec<SegmentInfo>, log_start_offset: Offset, now_ms) -> PartitionLog`,
 //!   `plan_append(&mut self, batch_len: usize, offset_count: i64, max_timestamp: i64, now_ms: i64) -> AppendPlan`,
 //!   `roll_done(&mut self, new_base: Offset)`, `append_done(&mut self, &AppendPlan, batch_len: usize, max_timestamp: i64)`,
@@ -68,7 +69,7 @@
 //!   `reset_to(Offset, now_ms) -> Vec<Offset>`, `config()`, `set_config(LogConfig)`.
 //! - `AppendPlan { base_offset, last_offset, roll: Option<Offset>, position: Position, batch_len }`,
 //!   `Locate::{OutOfRange, AtEnd, Segment { base_offset, start_position, end_position }}`,
-//!   `TruncateCut { position, max_timestamp }`, `LogError::{OffsetOutOfRange {..}, InvalidConfig(_)}`.
+//!   `TruncateCut { position, max_timestamp }`, `LogError::{OffsetOutOfRange {..}, InvalidConfig(_), InvalidSegments(_)}`.
 //!
 //! [`producer_state`]:
 //! - `ProducerStateTable::new(producers_max: usize)`,

@@ -89,6 +89,9 @@ pub enum LogError {
     /// Kafka `INVALID_CONFIG`.
     #[error("invalid log config: {0}")]
     InvalidConfig(&'static str),
+    /// Segments found on disk do not form a log (overlap, wrong index base).
+    #[error("inconsistent segments: {0}")]
+    InvalidSegments(&'static str),
 }
 
 /// Bookkeeping of one segment file `<base>.log` and its indexes.
@@ -254,28 +257,10 @@ impl PartitionLog {
                 now_ms,
             ));
         }
-        for pair in segments.windows(2) {
-            assert!(
-                pair[0].base_offset < pair[1].base_offset
-                    && pair[0].next_offset <= pair[1].base_offset,
-                "recovered segments overlap: {:?}..{:?} then {:?}",
-                pair[0].base_offset,
-                pair[0].next_offset,
-                pair[1].base_offset
-            );
+        if let Err(e) = PartitionLog::check_segments(&segments) {
+            panic!("recovered segments not checked by the shell: {e}");
         }
         for s in &mut segments {
-            assert!(
-                s.next_offset >= s.base_offset,
-                "segment {:?} ends before it starts",
-                s.base_offset
-            );
-            assert_eq!(
-                s.offset_index.base_offset(),
-                s.base_offset,
-                "offset index of another segment"
-            );
-            assert_eq!(s.time_index.base_offset(), s.base_offset, "time index of another segment");
             s.apply_limits(&config);
             s.time_index.resume(s.max_timestamp, s.next_offset);
         }
@@ -290,6 +275,32 @@ impl PartitionLog {
             durable_offset: log_end_offset,
             pending: None,
         }
+    }
+
+    /// Checks that segments built from disk form a log: bases strictly
+    /// increase, no segment ends before it starts or overlaps the next, and
+    /// the indexes belong to their segment. The shell calls it before
+    /// `from_recovered` (which asserts it) and, on error, drops the segments
+    /// from the first bad one on, as Kafka does after a corrupt segment.
+    pub fn check_segments(segments: &[SegmentInfo]) -> Result<(), LogError> {
+        for s in segments {
+            if s.next_offset < s.base_offset {
+                return Err(LogError::InvalidSegments("a segment ends before it starts"));
+            }
+            if s.offset_index.base_offset() != s.base_offset
+                || s.time_index.base_offset() != s.base_offset
+            {
+                return Err(LogError::InvalidSegments("an index belongs to another segment"));
+            }
+        }
+        for pair in segments.windows(2) {
+            if pair[0].base_offset >= pair[1].base_offset
+                || pair[0].next_offset > pair[1].base_offset
+            {
+                return Err(LogError::InvalidSegments("segments overlap or are out of order"));
+            }
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &LogConfig {
@@ -1048,6 +1059,23 @@ mod tests {
             (log.active_segment().base_offset, log.log_end_offset()),
             (Offset(77), Offset(77))
         );
+    }
+
+    #[test]
+    fn overlapping_segments_are_reported() {
+        let mut a = SegmentInfo::empty(Offset(0), 250, 0);
+        a.next_offset = Offset(15);
+        let b = SegmentInfo::empty(Offset(10), 250, 0);
+        assert!(matches!(
+            PartitionLog::check_segments(&[a.clone(), b.clone()]),
+            Err(LogError::InvalidSegments(_))
+        ));
+        assert!(PartitionLog::check_segments(&[b.clone(), a.clone()]).is_err());
+        let mut c = SegmentInfo::empty(Offset(20), 250, 0);
+        c.offset_index = OffsetIndex::new(Offset(0), 250, 10);
+        assert!(PartitionLog::check_segments(&[c]).is_err());
+        a.next_offset = Offset(10);
+        assert_eq!(PartitionLog::check_segments(&[a, b]), Ok(()));
     }
 
     #[test]

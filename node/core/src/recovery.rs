@@ -604,7 +604,15 @@ mod tests {
                     let (next, _) = segment(next_base, &[(3, 200)]);
                     let n = 1 + n % (next.len() - 1);
                     bytes.extend_from_slice(&next[..n]);
-                    (full, layout.len(), Some(ScanStop::Truncated))
+                    // A tear inside the next batch's leading zero bytes (its
+                    // baseOffset) cannot be told from zero fill.
+                    let torn = &next[..n];
+                    let stop = if torn.len() < LOG_OVERHEAD && torn.iter().all(|b| *b == 0) {
+                        ScanStop::ZeroFill
+                    } else {
+                        ScanStop::Truncated
+                    };
+                    (full, layout.len(), Some(stop))
                 }
                 Tail::Flip(n, at, bit) => {
                     let victim = n % layout.len();

@@ -280,6 +280,12 @@ impl Partition {
             .ok()
             .and_then(|s| s.trim().parse::<i64>().ok())
             .map(Offset);
+        PartitionLog::check_segments(&segments).map_err(|e| {
+            PartitionError::Storage(format!(
+                "{}: recovered segments are inconsistent: {e}",
+                dir.display()
+            ))
+        })?;
         let (log, writer) = match writer {
             Some(w) => {
                 let first = segments.first().map(|s| s.base_offset).unwrap_or_default();
