@@ -248,7 +248,8 @@ pub async fn create_partitions(
         let cmd = Command::CreatePartitions {
             topic: name.clone(),
             new_total: t.count,
-            assignments: t.assignments.map(|a| {
+            // An empty list (not only null) means "let the controller place them".
+            assignments: t.assignments.filter(|a| !a.is_empty()).map(|a| {
                 a.into_iter()
                     .map(|x| x.broker_ids.into_iter().map(|b| NodeId(b.0)).collect())
                     .collect()
@@ -296,8 +297,12 @@ pub async fn describe_configs(
     let mut results = Vec::new();
     for res in req.resources {
         let name = res.resource_name.to_string();
-        let keys: Option<Vec<String>> =
-            res.configuration_keys.as_ref().map(|k| k.iter().map(|k| k.to_string()).collect());
+        // Null or empty: every key.
+        let keys: Option<Vec<String>> = res
+            .configuration_keys
+            .as_ref()
+            .filter(|k| !k.is_empty())
+            .map(|k| k.iter().map(|k| k.to_string()).collect());
         let wanted = |k: &str| keys.as_ref().is_none_or(|keys| keys.iter().any(|x| x == k));
         let mut result = DescribeConfigsResult::default()
             .with_resource_type(res.resource_type)

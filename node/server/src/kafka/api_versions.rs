@@ -40,13 +40,65 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::DescribeCluster,
 ];
 
+/// The versions both the request and the response codec of `key` handle.
+/// kafka-protocol's `ApiKey::valid_versions` can name a version one of the
+/// two message types cannot encode or decode (InitProducerId v6, OffsetCommit
+/// and OffsetFetch v10 in 0.18), so the node never advertises those.
+fn codec_range(key: ApiKey) -> (i16, i16) {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::Message;
+    macro_rules! both {
+        ($req:ty, $resp:ty) => {{
+            let (q, s) = (<$req as Message>::VERSIONS, <$resp as Message>::VERSIONS);
+            (q.min.max(s.min), q.max.min(s.max))
+        }};
+    }
+    match key {
+        ApiKey::Produce => both!(ProduceRequest, ProduceResponse),
+        ApiKey::Fetch => both!(FetchRequest, FetchResponse),
+        ApiKey::ListOffsets => both!(ListOffsetsRequest, ListOffsetsResponse),
+        ApiKey::Metadata => both!(MetadataRequest, MetadataResponse),
+        ApiKey::OffsetCommit => both!(OffsetCommitRequest, OffsetCommitResponse),
+        ApiKey::OffsetFetch => both!(OffsetFetchRequest, OffsetFetchResponse),
+        ApiKey::FindCoordinator => both!(FindCoordinatorRequest, FindCoordinatorResponse),
+        ApiKey::JoinGroup => both!(JoinGroupRequest, JoinGroupResponse),
+        ApiKey::Heartbeat => both!(HeartbeatRequest, HeartbeatResponse),
+        ApiKey::LeaveGroup => both!(LeaveGroupRequest, LeaveGroupResponse),
+        ApiKey::SyncGroup => both!(SyncGroupRequest, SyncGroupResponse),
+        ApiKey::DescribeGroups => both!(DescribeGroupsRequest, DescribeGroupsResponse),
+        ApiKey::ListGroups => both!(ListGroupsRequest, ListGroupsResponse),
+        ApiKey::ApiVersions => both!(ApiVersionsRequest, ApiVersionsResponse),
+        ApiKey::CreateTopics => both!(CreateTopicsRequest, CreateTopicsResponse),
+        ApiKey::DeleteTopics => both!(DeleteTopicsRequest, DeleteTopicsResponse),
+        ApiKey::DeleteRecords => both!(DeleteRecordsRequest, DeleteRecordsResponse),
+        ApiKey::InitProducerId => both!(InitProducerIdRequest, InitProducerIdResponse),
+        ApiKey::OffsetForLeaderEpoch => {
+            both!(OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse)
+        }
+        ApiKey::DescribeConfigs => both!(DescribeConfigsRequest, DescribeConfigsResponse),
+        ApiKey::AlterConfigs => both!(AlterConfigsRequest, AlterConfigsResponse),
+        ApiKey::CreatePartitions => both!(CreatePartitionsRequest, CreatePartitionsResponse),
+        ApiKey::DeleteGroups => both!(DeleteGroupsRequest, DeleteGroupsResponse),
+        ApiKey::IncrementalAlterConfigs => {
+            both!(IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse)
+        }
+        ApiKey::OffsetDelete => both!(OffsetDeleteRequest, OffsetDeleteResponse),
+        ApiKey::DescribeCluster => both!(DescribeClusterRequest, DescribeClusterResponse),
+        other => {
+            let r = other.valid_versions();
+            (r.min, r.max)
+        }
+    }
+}
+
 /// The version range served for `key`, or `None` if the API is not served.
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
     if !SUPPORTED_APIS.contains(&key) {
         return None;
     }
+    let (min, max) = codec_range(key);
     let range = key.valid_versions();
-    Some((range.min, range.max))
+    Some((min.max(range.min), max.min(range.max)))
 }
 
 pub fn is_supported(key: ApiKey, version: i16) -> bool {
@@ -99,6 +151,16 @@ mod tests {
         assert_eq!(&f[4..8], &7i32.to_be_bytes());
         assert_eq!(&f[8..10], &35i16.to_be_bytes());
         assert_eq!(&f[14..16], &18i16.to_be_bytes());
+    }
+
+    #[test]
+    fn advertised_versions_are_ones_both_codecs_handle() {
+        // kafka-protocol 0.18's key table says 0-6, its request codec 0-5.
+        assert_eq!(supported_range(ApiKey::InitProducerId), Some((0, 5)));
+        for key in SUPPORTED_APIS {
+            let (min, max) = supported_range(*key).unwrap();
+            assert!(min <= max, "{key:?}");
+        }
     }
 
     #[test]

@@ -19,8 +19,16 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use std::cell::Cell;
 use std::rc::Rc;
 
-/// What a request produces: a frame to send, or nothing (acks=0 produce).
-pub type Reply = Option<BytesMut>;
+/// What a request produces.
+#[derive(Debug)]
+pub enum Reply {
+    /// A response frame to send.
+    Frame(BytesMut),
+    /// No response (acks=0 produce).
+    Nothing,
+    /// Close the connection instead of answering.
+    Close,
+}
 
 /// Why the node closes a connection instead of answering.
 #[derive(Debug, thiserror::Error)]
@@ -73,21 +81,27 @@ pub fn parse_frame(mut frame: Bytes) -> Result<Result<Request, BytesMut>, FrameE
 }
 
 /// Encodes a response frame, size prefix included.
-pub fn encode_response(request: &RequestHeader, api_key: ApiKey, body: &ResponseKind) -> BytesMut {
+///
+/// An encode failure means a handler built a response the client's version
+/// cannot carry: a bug on our side. It is logged and the connection closed
+/// (the client reconnects and retries) rather than taking the shard down.
+pub fn encode_response(request: &RequestHeader, api_key: ApiKey, body: &ResponseKind) -> Reply {
     let version = request.request_api_version;
     let mut frame = BytesMut::with_capacity(256);
     frame.put_i32(0);
-    ResponseHeader::default()
+    let encoded = ResponseHeader::default()
         .with_correlation_id(request.correlation_id)
         .encode(&mut frame, api_key.response_header_version(version))
-        .expect("response header encodes");
-    // An encode failure means our response violates the schema for the
-    // client's version: a bug on our side, never caused by client input.
-    body.encode(&mut frame, version)
-        .unwrap_or_else(|e| panic!("encoding {api_key:?} v{version} response: {e}"));
+        .and_then(|_| body.encode(&mut frame, version));
+    if let Err(e) = encoded {
+        tracing::error!(
+            "BUG: cannot encode {api_key:?} v{version} response: {e}; closing connection"
+        );
+        return Reply::Close;
+    }
     let size = (frame.len() - 4) as i32;
     frame[0..4].copy_from_slice(&size.to_be_bytes());
-    frame
+    Reply::Frame(frame)
 }
 
 /// Serves one connection until the client closes it or breaks the protocol.
@@ -108,10 +122,14 @@ pub async fn serve(stream: TcpStream, shard: Rc<Shard>) {
         while let Some(task) = rx.recv().await {
             let reply = task.await;
             writer_queued.set(writer_queued.get() - 1);
-            if let Some(Some(frame)) = reply
-                && write_half.write_all(&frame).await.is_err()
-            {
-                break;
+            match reply {
+                Some(Reply::Frame(frame)) => {
+                    if write_half.write_all(&frame).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Reply::Nothing) => {}
+                Some(Reply::Close) | None => break,
             }
             if writer_queued.get() == 0 && write_half.flush().await.is_err() {
                 break;
@@ -140,7 +158,9 @@ pub async fn serve(stream: TcpStream, shard: Rc<Shard>) {
                 let shard = shard.clone();
                 glommio::spawn_local(async move { super::dispatch(shard, request).await }).detach()
             }
-            Ok(Err(immediate)) => glommio::spawn_local(async move { Some(immediate) }).detach(),
+            Ok(Err(immediate)) => {
+                glommio::spawn_local(async move { Reply::Frame(immediate) }).detach()
+            }
             Err(e) => {
                 tracing::warn!(?peer, "{e}; closing connection");
                 break;

@@ -473,10 +473,10 @@ pub async fn dispatch(
         other => {
             tracing::warn!("{:?} v{version} is not served; closing connection", key);
             drop(other);
-            return None;
+            return Reply::Close;
         }
     };
-    Some(encode_response(&header, key, &body))
+    encode_response(&header, key, &body)
 }
 
 fn commit_error(

@@ -45,7 +45,11 @@ async fn lookup_local(shard: Rc<Shard>, tp: TopicPartition, timestamp: i64) -> A
     }
 }
 
-pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(
+    shard: Rc<Shard>,
+    req: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     let mut work = Vec::new();
     for (ti, topic) in req.topics.iter().enumerate() {
         for (pi, p) in topic.partitions.iter().enumerate() {
@@ -87,7 +91,10 @@ pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest) -> ListOffsetsRes
         r.error_code = a.error_code;
         r.timestamp = a.timestamp;
         r.offset = a.offset;
-        r.leader_epoch = a.leader_epoch;
+        // leader_epoch exists from v4 on; older versions cannot carry it.
+        if version >= 4 {
+            r.leader_epoch = a.leader_epoch;
+        }
     }
     ListOffsetsResponse::default().with_topics(topics)
 }

@@ -23,10 +23,13 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request) -> Reply {
     let version = req.version;
     let body = match req.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r)),
-        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(shard, r, version).await?),
+        RequestKind::Produce(r) => match produce::handle(shard, r, version).await {
+            Some(resp) => ResponseKind::Produce(resp),
+            None => return Reply::Nothing,
+        },
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(shard, r, version).await),
         RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(list_offsets::handle(shard, r).await)
+            ResponseKind::ListOffsets(list_offsets::handle(shard, r, version).await)
         }
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(shard, r, version).await)
@@ -63,5 +66,5 @@ pub async fn dispatch(shard: Rc<Shard>, req: Request) -> Reply {
         }
         other => return groups::dispatch(shard, req.header, req.api_key, version, other).await,
     };
-    Some(conn::encode_response(&req.header, req.api_key, &body))
+    conn::encode_response(&req.header, req.api_key, &body)
 }
