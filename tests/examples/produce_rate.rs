@@ -8,7 +8,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -55,5 +55,4 @@ async fn main() {
         count as f64 / secs,
         mb / secs
     );
-    let _ = producer.flush(Duration::from_secs(10));
 }
