@@ -39,6 +39,7 @@ struct DevArgs {
 
 fn dev(args: DevArgs) -> anyhow::Result<()> {
     weir_node::cli::init_logging(&args.log_format);
+    weir_node::cli::install_fail_stop_panic_hook();
     let mut signals = weir_node::cli::catch_signals()?;
     std::fs::create_dir_all(&args.data_dir)?;
     let durability = match args.durability.as_str() {

@@ -32,20 +32,27 @@ pub struct WeirDev {
     pub shards: usize,
     _tmp: Option<tempfile::TempDir>,
     stderr_log: PathBuf,
+    extra_args: Vec<String>,
 }
 
 impl WeirDev {
     /// Starts `weir dev` in a fresh temporary folder.
     pub fn start() -> WeirDev {
+        WeirDev::start_with(&[])
+    }
+
+    /// Like [`WeirDev::start`], with extra `weir dev` arguments.
+    pub fn start_with(extra_args: &[&str]) -> WeirDev {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
-        let mut dev = WeirDev::start_in(&dir, free_port(), 2);
+        let extra: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        let mut dev = WeirDev::start_in(&dir, free_port(), 2, &extra);
         dev._tmp = Some(tmp);
         dev
     }
 
     /// Starts `weir dev` on `data_dir` and `port` and waits for its bootstrap line.
-    pub fn start_in(data_dir: &Path, port: u16, shards: usize) -> WeirDev {
+    pub fn start_in(data_dir: &Path, port: u16, shards: usize, extra_args: &[String]) -> WeirDev {
         let stderr_log = data_dir.with_extension(format!("{port}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -56,6 +63,7 @@ impl WeirDev {
             .args(["dev", "--data-dir"])
             .arg(data_dir)
             .args(["--kafka-port", &port.to_string(), "--shards", &shards.to_string()])
+            .args(extra_args)
             .env("RUST_LOG", std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -88,6 +96,7 @@ impl WeirDev {
             shards,
             _tmp: None,
             stderr_log,
+            extra_args: extra_args.to_vec(),
         }
     }
 
@@ -129,7 +138,7 @@ impl WeirDev {
     /// Restarts on the same folder and port (after stop or kill9).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the node first");
-        let mut next = WeirDev::start_in(&self.data_dir, self.port, self.shards);
+        let mut next = WeirDev::start_in(&self.data_dir, self.port, self.shards, &self.extra_args);
         self.child = next.child.take();
     }
 

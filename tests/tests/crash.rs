@@ -11,7 +11,18 @@ use weir_tests::WeirDev;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_during_acks_all_produce_keeps_every_acknowledged_record() {
-    let mut dev = WeirDev::start();
+    kill9_during_produce(&[]).await;
+}
+
+/// `write` durability acknowledges once the O_DIRECT write completed: the
+/// data is on the device, so a process crash (unlike power loss) keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_in_write_durability_keeps_every_acknowledged_record() {
+    kill9_during_produce(&["--durability", "write"]).await;
+}
+
+async fn kill9_during_produce(args: &[&str]) {
+    let mut dev = WeirDev::start_with(args);
     let bootstrap = dev.bootstrap();
     const PARTITIONS: i32 = 3;
     let producer: FutureProducer = ClientConfig::new()

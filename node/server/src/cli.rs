@@ -14,6 +14,20 @@ pub fn init_logging(format: &str) {
     let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
 }
 
+/// Makes any panic stop the whole process (fail-stop). A panic means an
+/// invariant of our own state broke; a shard thread that died alone would
+/// leave a node that accepts connections it never answers. The panic is
+/// logged first, then the process aborts so a supervisor restarts it and
+/// recovery runs.
+pub fn install_fail_stop_panic_hook() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!("fatal: {info}");
+        default_hook(info);
+        std::process::abort();
+    }));
+}
+
 /// Catches SIGINT and SIGTERM from now on. Call before starting anything,
 /// so a signal that arrives during start-up still leads to a clean stop.
 pub fn catch_signals() -> anyhow::Result<signal_hook::iterator::Signals> {

@@ -17,6 +17,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = weir_node::config::NodeConfig::load(&args.config)?;
     weir_node::cli::init_logging(&config.log_format);
+    weir_node::cli::install_fail_stop_panic_hook();
     let mut signals = weir_node::cli::catch_signals()?;
     let controller = weir_controller::connect(&config.controller)
         .map_err(|e| anyhow::anyhow!("connecting to controller {}: {e:#}", config.controller))?;

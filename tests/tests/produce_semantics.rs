@@ -1,0 +1,212 @@
+//! Produce semantics on the wire: idempotent producers (a retried batch is
+//! answered with its original offset and not stored twice, a sequence gap is
+//! OUT_OF_ORDER_SEQUENCE_NUMBER, an old epoch INVALID_PRODUCER_EPOCH, and the
+//! state survives a restart), `max.message.bytes`, and acks=0.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+use weir_proto::batch::build::{self, Producer, Record};
+use weir_proto::{ProducerEpoch, ProducerId};
+use weir_tests::WeirDev;
+
+struct Client {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+impl Client {
+    fn connect(dev: &WeirDev) -> Client {
+        let stream = TcpStream::connect(dev.bootstrap()).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client { stream, correlation: 0 }
+    }
+
+    fn send(&mut self, key: ApiKey, version: i16, req: RequestKind) {
+        self.correlation += 1;
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        req.encode(&mut buf, version).unwrap();
+        let len = (buf.len() - 4) as i32;
+        buf[0..4].copy_from_slice(&len.to_be_bytes());
+        self.stream.write_all(&buf).unwrap();
+    }
+
+    fn recv(&mut self, key: ApiKey, version: i16) -> (i32, ResponseKind) {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).unwrap();
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).unwrap();
+        let mut body = Bytes::from(body);
+        let header =
+            ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
+        (header.correlation_id, ResponseKind::decode(key, &mut body, version).unwrap())
+    }
+
+    fn call(&mut self, key: ApiKey, version: i16, req: RequestKind) -> ResponseKind {
+        self.send(key, version, req);
+        let (correlation, resp) = self.recv(key, version);
+        assert_eq!(correlation, self.correlation);
+        resp
+    }
+
+    /// Produces one batch; returns (error code, base offset).
+    fn produce(&mut self, topic: &str, acks: i16, batch: Vec<u8>) -> (i16, i64) {
+        let req = produce_request(topic, acks, batch);
+        let ResponseKind::Produce(r) = self.call(ApiKey::Produce, 9, RequestKind::Produce(req))
+        else {
+            panic!()
+        };
+        let p = &r.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
+    fn latest(&mut self, topic: &str) -> i64 {
+        let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+            list_offsets_request::ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(vec![
+                    list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1),
+                ]),
+        ]);
+        let ResponseKind::ListOffsets(r) =
+            self.call(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(req))
+        else {
+            panic!()
+        };
+        r.topics[0].partitions[0].offset
+    }
+
+    fn create_topic(&mut self, topic: &str, configs: &[(&str, &str)]) {
+        let req = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+            create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_num_partitions(1)
+                .with_replication_factor(1)
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(k, v)| {
+                            create_topics_request::CreatableTopicConfig::default()
+                                .with_name(StrBytes::from_string(k.to_string()))
+                                .with_value(Some(StrBytes::from_string(v.to_string())))
+                        })
+                        .collect(),
+                ),
+        ]);
+        let ResponseKind::CreateTopics(r) =
+            self.call(ApiKey::CreateTopics, 5, RequestKind::CreateTopics(req))
+        else {
+            panic!()
+        };
+        assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    }
+
+    fn init_producer_id(&mut self) -> (ProducerId, ProducerEpoch) {
+        let ResponseKind::InitProducerId(r) = self.call(
+            ApiKey::InitProducerId,
+            4,
+            RequestKind::InitProducerId(
+                InitProducerIdRequest::default().with_transaction_timeout_ms(60_000),
+            ),
+        ) else {
+            panic!()
+        };
+        assert_eq!(r.error_code, 0);
+        (ProducerId(r.producer_id.0), ProducerEpoch(r.producer_epoch))
+    }
+}
+
+fn produce_request(topic: &str, acks: i16, batch: Vec<u8>) -> ProduceRequest {
+    ProduceRequest::default().with_acks(acks).with_timeout_ms(10_000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![
+                PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from(batch))),
+            ]),
+    ])
+}
+
+fn idempotent_batch(
+    pid: ProducerId,
+    epoch: ProducerEpoch,
+    base_sequence: i32,
+    count: usize,
+) -> Vec<u8> {
+    let value = b"idempotent";
+    let records: Vec<Record<'_>> =
+        (0..count).map(|_| Record { key: None, value: Some(value), timestamp_delta: 0 }).collect();
+    build::batch(&records, 1_700_000_000_000, Producer { id: pid, epoch, base_sequence })
+}
+
+#[test]
+fn idempotent_retries_gaps_and_fencing() {
+    let mut dev = WeirDev::start();
+    let mut c = Client::connect(&dev);
+    c.create_topic("idem", &[]);
+    let (pid, epoch) = c.init_producer_id();
+
+    assert_eq!(c.produce("idem", -1, idempotent_batch(pid, epoch, 0, 5)), (0, 0));
+    assert_eq!(c.produce("idem", -1, idempotent_batch(pid, epoch, 5, 5)), (0, 5));
+    // A retry of the first batch: success with its original offset, not stored again.
+    assert_eq!(c.produce("idem", -1, idempotent_batch(pid, epoch, 0, 5)), (0, 0));
+    assert_eq!(c.latest("idem"), 10);
+    // A gap in the sequence.
+    let (code, _) = c.produce("idem", -1, idempotent_batch(pid, epoch, 20, 5));
+    assert_eq!(code, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
+    // A newer epoch fences the old one.
+    let newer = ProducerEpoch(epoch.0 + 1);
+    assert_eq!(c.produce("idem", -1, idempotent_batch(pid, newer, 0, 1)).0, 0);
+    let (code, _) = c.produce("idem", -1, idempotent_batch(pid, epoch, 10, 1));
+    assert_eq!(code, 47, "INVALID_PRODUCER_EPOCH");
+    assert_eq!(c.latest("idem"), 11);
+
+    // Producer state survives a crash: the retry is still recognised.
+    dev.kill9();
+    dev.restart();
+    let mut c = Client::connect(&dev);
+    assert_eq!(c.produce("idem", -1, idempotent_batch(pid, newer, 0, 1)), (0, 10));
+    assert_eq!(c.latest("idem"), 11);
+    assert_eq!(c.produce("idem", -1, idempotent_batch(pid, newer, 1, 1)), (0, 11));
+}
+
+#[test]
+fn max_message_bytes_and_acks_zero() {
+    let dev = WeirDev::start();
+    let mut c = Client::connect(&dev);
+    c.create_topic("small", &[("max.message.bytes", "2000")]);
+    let (code, _) = c.produce("small", 1, build::simple(1, 5000, 0));
+    assert_eq!(code, 10, "MESSAGE_TOO_LARGE");
+    assert_eq!(c.produce("small", 1, build::simple(1, 100, 0)), (0, 0));
+
+    // acks=0: no response at all; the next request's answer comes first.
+    c.send(
+        ApiKey::Produce,
+        9,
+        RequestKind::Produce(produce_request("small", 0, build::simple(3, 10, 0))),
+    );
+    let acks0 = c.correlation;
+    c.send(ApiKey::ApiVersions, 0, RequestKind::ApiVersions(ApiVersionsRequest::default()));
+    let (correlation, _) = c.recv(ApiKey::ApiVersions, 0);
+    assert_eq!(correlation, acks0 + 1, "nothing was sent for the acks=0 produce");
+    // The acks=0 data is written behind and becomes visible.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while c.latest("small") < 4 {
+        assert!(std::time::Instant::now() < deadline, "acks=0 data never became visible");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
