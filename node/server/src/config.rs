@@ -55,8 +55,6 @@ pub struct NodeConfig {
     pub num_partitions: i32,
     /// Replication factor of auto-created topics.
     pub default_replication_factor: i16,
-    /// Partitions of `__consumer_offsets` (Kafka's `offsets.topic.num.partitions`).
-    pub offsets_topic_num_partitions: i32,
     /// Kafka's `group.initial.rebalance.delay.ms` (Kafka: 3000; 0 here keeps
     /// tools and tests snappy).
     pub group_initial_rebalance_delay_ms: i64,
@@ -83,7 +81,6 @@ impl Default for NodeConfig {
             auto_create_topics_enable: true,
             num_partitions: 1,
             default_replication_factor: 1,
-            offsets_topic_num_partitions: 50,
             group_initial_rebalance_delay_ms: 0,
             log_format: "human".into(),
         }
@@ -108,10 +105,6 @@ impl NodeConfig {
             "socket_request_max_bytes must be at least 1024"
         );
         anyhow::ensure!(self.num_partitions >= 1, "num_partitions must be >= 1");
-        anyhow::ensure!(
-            self.offsets_topic_num_partitions >= 1,
-            "offsets_topic_num_partitions must be >= 1"
-        );
         Ok(())
     }
 

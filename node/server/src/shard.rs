@@ -95,6 +95,9 @@ pub struct Shard {
     pub cache: Rc<RefCell<ShardCache>>,
     pub peers: Vec<flume::Sender<Job>>,
     pub shutting_down: Cell<bool>,
+    /// Fetches parked on this shard waiting for data (bounded by
+    /// `Limits::fetch_waiters_per_shard_max`).
+    pub fetch_waiters: Cell<usize>,
     pub groups: crate::kafka::groups::ShardGroups,
     this: RefCell<std::rc::Weak<Shard>>,
 }
@@ -122,6 +125,7 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             peers,
             shutting_down: Cell::new(false),
+            fetch_waiters: Cell::new(0),
             groups: Default::default(),
             this: RefCell::new(std::rc::Weak::new()),
         });

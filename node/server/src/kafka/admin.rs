@@ -285,7 +285,7 @@ fn broker_configs(shard: &Shard) -> Vec<(String, String)> {
         ("default.replication.factor".into(), c.default_replication_factor.to_string()),
         ("auto.create.topics.enable".into(), c.auto_create_topics_enable.to_string()),
         ("socket.request.max.bytes".into(), c.socket_request_max_bytes.to_string()),
-        ("offsets.topic.num.partitions".into(), c.offsets_topic_num_partitions.to_string()),
+        ("offsets.topic.num.partitions".into(), "50".into()),
         ("group.initial.rebalance.delay.ms".into(), c.group_initial_rebalance_delay_ms.to_string()),
     ]
 }

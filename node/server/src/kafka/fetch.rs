@@ -80,6 +80,13 @@ async fn read_local(shard: Rc<Shard>, items: Vec<Item>, mut budget: usize) -> Ve
 /// Waits on the owning shard until one of `items` has data at its offset, or
 /// `wait` elapses.
 async fn wait_local(shard: Rc<Shard>, items: Vec<(TopicPartition, Offset)>, wait: Duration) {
+    // At the bound the fetch is answered at once (empty); the client simply
+    // fetches again, which is the push-back.
+    if shard.fetch_waiters.get() >= shard.limits.fetch_waiters_per_shard_max {
+        return;
+    }
+    shard.fetch_waiters.set(shard.fetch_waiters.get() + 1);
+    let _parked = scopeguard_waiter(&shard);
     let deadline = Instant::now() + wait;
     loop {
         let mut listeners = Vec::new();
@@ -192,4 +199,15 @@ pub async fn handle(shard: Rc<Shard>, req: FetchRequest, version: i16) -> FetchR
         let _ = futures::future::select_all(waits).await;
     }
     FetchResponse::default().with_session_id(0).with_responses(responses)
+}
+
+/// Decrements the shard's parked-fetch count when the wait ends, however it ends.
+fn scopeguard_waiter(shard: &Rc<Shard>) -> impl Drop + use<> {
+    struct Parked(Rc<Shard>);
+    impl Drop for Parked {
+        fn drop(&mut self) {
+            self.0.fetch_waiters.set(self.0.fetch_waiters.get() - 1);
+        }
+    }
+    Parked(shard.clone())
 }
