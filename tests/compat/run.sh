@@ -124,11 +124,18 @@ wanted() { [ -z "$only" ] || [[ $1 =~ $only ]]; }
 # check NAME TIMEOUT_SECONDS COMMAND...: the command exits 0 (PASS), 77
 # (SKIP) or anything else (FAIL); its last `REASON: ` line says why.
 check() {
-    local name=$1 secs=$2 rc=0 reason
+    local name=$1 secs=$2 rc=0 reason health
     shift 2
     wanted "$name" || return 0
     local log=$log_dir/$name.log
     echo "# $name: $*" >"$log"
+    # A node that stopped answering (say, a shard died in an earlier check)
+    # fails the check at once rather than after its whole timeout.
+    if ! health=$(timeout 15 "$py" "$here/python/node_health.py" "$bootstrap" 2>&1); then
+        echo "$health" >>"$log"
+        report FAIL "$name" "node not healthy before the check: $(echo "$health" | sed -n 's/^REASON: //p' | tail -1)"
+        return 0
+    fi
     timeout -k 10 "$secs" "$@" >>"$log" 2>&1 </dev/null || rc=$?
     reason=$(grep '^REASON: ' "$log" | tail -1 | cut -c9- || true)
     case $rc in
@@ -163,7 +170,11 @@ group_check() {
 }
 
 # The commands each check runs (timeout needs programs, not functions).
-jvm=(java -cp "$jars/classes:$jars/*" Compat)
+# The codec jars unpack native libraries into java.io.tmpdir and the JVM is
+# halted, so give them a folder of ours that each run empties.
+jvm=(java -Djava.io.tmpdir="$jars/tmp" -cp "$jars/classes:$jars/*" Compat)
+rm -rf "$jars/tmp"
+mkdir -p "$jars/tmp"
 
 start=$(date +%s)
 : >"$log_dir/setup.log"

@@ -47,12 +47,13 @@ trap stop_node EXIT
 trap 'exit 130' INT TERM
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+: >"$node_log"
 "$bin" dev --data-dir "$data" --kafka-port "$port" --shards "$shards" >"$node_log" 2>&1 &
 pid=$!
 
 bootstrap=""
 for _ in $(seq 1 600); do # up to 60 s
-    bootstrap=$(sed -n 's/^bootstrap: *\([^ ]*\).*/\1/p' "$node_log" | head -1)
+    bootstrap=$(sed -n 's/^bootstrap: *\([^ ]*\).*/\1/p' "$node_log" | head -1 || true)
     [ -n "$bootstrap" ] && break
     if ! kill -0 "$pid" 2>/dev/null; then
         break
@@ -71,6 +72,13 @@ echo "# weir dev ($bin) is up at $bootstrap, data in $data" >&2
 rc=0
 "$here/run.sh" "$bootstrap" || rc=$?
 
+# A panicking shard thread can leave the process up but deaf on that shard:
+# surface every panic, and do not let a run with one pass.
+if grep -a -q 'panicked at' "$node_log"; then
+    echo "weir dev panicked during the suite (node log: $node_log):" >&2
+    grep -a -A1 'panicked at' "$node_log" | sed 's/\x1b\[[0-9;]*m//g; s/^/    | /' >&2
+    [ "$rc" != 0 ] || rc=1
+fi
 if ! kill -0 "$pid" 2>/dev/null; then
     echo "weir dev exited during the suite (node log: $node_log):" >&2
     tail -30 "$node_log" | sed 's/^/    | /' >&2

@@ -217,6 +217,10 @@ public final class Compat {
             expect("3600000".equals(retention.value()), "retention.ms is " + retention.value() + ", created with 3600000");
             expect(retention.source() == ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG,
                     "retention.ms source " + retention.source() + ", expected DYNAMIC_TOPIC_CONFIG");
+            expect(!retention.synonyms().isEmpty()
+                            && retention.synonyms().get(0).source() == ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG,
+                    "retention.ms synonyms (asked with includeSynonyms) are " + retention.synonyms()
+                            + ", expected the topic override first");
             ConfigEntry cleanup = entries.get("cleanup.policy");
             expect("delete".equals(cleanup.value()) && cleanup.source() != ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG
                             && cleanup.source() != ConfigEntry.ConfigSource.UNKNOWN,

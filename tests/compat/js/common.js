@@ -2,6 +2,7 @@
 // (exit 0 PASS, 1 FAIL, 77 SKIP; last line `REASON: ...`).
 'use strict';
 
+process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 const { Kafka, logLevel } = require('kafkajs');
 
 class CheckFailed extends Error {}

@@ -110,6 +110,30 @@ def consume(bootstrap, name):
     expect(next_n == expected, "per-partition counts %s, expected %s" % (next_n, expected))
 
 
+def consume_from_middle(bootstrap, name, offset):
+    """A fetch from inside a batch must start with the batch that contains
+    the offset; the client skips the records before it."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": name + "-unused",
+        "enable.auto.commit": False,
+    })
+    consumer.assign([TopicPartition(name, 1, offset)])
+    got = []
+    deadline = time.time() + 30
+    while len(got) < 10 and time.time() < deadline:
+        for msg in consumer.consume(num_messages=10, timeout=1.0):
+            if not msg.error():
+                got.append(msg)
+    consumer.close()
+    expect(len(got) >= 10, "read %d records from offset %d in 30 s" % (len(got), offset))
+    for i, msg in enumerate(got[:10]):
+        want = b"1:%d" % (offset + i)
+        expect(msg.offset() == offset + i and msg.value() == want,
+               "record %d read as offset %d value %r, expected offset %d value %r"
+               % (i, msg.offset(), msg.value(), offset + i, want))
+
+
 def main(bootstrap):
     name = topic("confluent-bulk")
     step("AdminClient.create_topics %s (3 partitions)" % name)
@@ -122,6 +146,8 @@ def main(bootstrap):
     step("consume with assign()")
     consume(bootstrap, name)
     log("consume took %.1f s" % (time.time() - t0))
+    step("consume partition 1 from offset 12345 (inside a batch)")
+    consume_from_middle(bootstrap, name, 12345)
 
 
 if __name__ == "__main__":

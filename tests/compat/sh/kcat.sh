@@ -65,6 +65,11 @@ roundtrip)
         head -20 "$work/diff"
         fail "kcat -C read $(wc -l <"$work/out") lines, expected 200; first difference: $(grep -m1 '^[<>]' "$work/diff")"
     fi
+    # The last 20 by relative offset (ListOffsets latest, then Fetch).
+    timeout 60 kcat "${opts[@]}" -C -t "$topic" -p 0 -o -20 -e -f '%o|%k|%s\n' >"$work/tail" 2>"$work/t.err" \
+        || fail "kcat -C -o -20 failed (rc $?): $(tail -1 "$work/t.err")"
+    tail -20 "$work/want" | diff - "$work/tail" >"$work/diff" \
+        || fail "kcat -C -o -20 read $(wc -l <"$work/tail") lines, expected the last 20: $(grep -m1 '^[<>]' "$work/diff")"
     ;;
 *)
     fail "unknown mode $mode"
