@@ -1,5 +1,7 @@
 """confluent-kafka (librdkafka): 200,000 idempotent acks=all records into a
-3-partition topic created with AdminClient, read back with assign().
+3-partition topic created with AdminClient, read back by a group consumer
+(subscribe) that commits; then 300 more records, and a new consumer in the
+same group must resume exactly after the commit.
 
 Record n of partition p has value `p:n`; the check wants every delivery
 report to succeed with increasing offsets, and the consumer to see, per
@@ -29,7 +31,7 @@ def create_topic(bootstrap, name):
            "metadata shows %d partitions, created %d" % (len(t.partitions), PARTITIONS))
 
 
-def produce(bootstrap, name):
+def produce(bootstrap, name, total=TOTAL, start=0):
     producer = Producer({
         "bootstrap.servers": bootstrap,
         "acks": "all",
@@ -52,7 +54,7 @@ def produce(bootstrap, name):
         last_offset[p] = msg.offset()
         delivered[0] += 1
 
-    for i in range(TOTAL):
+    for i in range(start, start + total):
         p = i % PARTITIONS
         value = b"%d:%d" % (p, i // PARTITIONS)
         while True:
@@ -66,26 +68,27 @@ def produce(bootstrap, name):
     left = producer.flush(90)
     expect(left == 0, "%d records still undelivered after flush(90 s)" % left)
     expect(not errors, "%d delivery errors, first: %s" % (len(errors), errors[:3]))
-    expect(delivered[0] == TOTAL, "delivered %d of %d" % (delivered[0], TOTAL))
-    log("produced %d records, last offsets %s" % (TOTAL, last_offset))
+    expect(delivered[0] == total, "delivered %d of %d" % (delivered[0], total))
+    log("produced %d records, last offsets %s" % (total, last_offset))
 
 
-def consume(bootstrap, name):
-    consumer = Consumer({
+def group_consumer(bootstrap, group):
+    return Consumer({
         "bootstrap.servers": bootstrap,
-        "group.id": name + "-unused",  # required by the client; no group calls are made
+        "group.id": group,
         "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 10000,
     })
-    consumer.assign([TopicPartition(name, p, 0) for p in range(PARTITIONS)])
-    per_part = TOTAL // PARTITIONS
-    expected = {p: per_part + (1 if p < TOTAL % PARTITIONS else 0) for p in range(PARTITIONS)}
-    next_n = {p: 0 for p in range(PARTITIONS)}
+
+
+def read_in_order(consumer, next_n, count, limit_s):
+    """Reads `count` records, checking per-partition values and offsets."""
     seen = 0
-    deadline = time.time() + 120
-    while seen < TOTAL:
-        expect(time.time() < deadline, "read %d of %d records in 120 s (per partition %s)"
-               % (seen, TOTAL, next_n))
+    deadline = time.time() + limit_s
+    while seen < count:
+        expect(time.time() < deadline, "read %d of %d records in %d s (per partition %s)"
+               % (seen, count, limit_s, next_n))
         for msg in consumer.consume(num_messages=10000, timeout=1.0):
             if msg.error():
                 expect(msg.error().code() == KafkaError._PARTITION_EOF, "consumer error: %s" % msg.error())
@@ -98,6 +101,16 @@ def consume(bootstrap, name):
                    % (p, msg.value(), msg.offset(), next_n[p]))
             next_n[p] += 1
             seen += 1
+
+
+def consume(bootstrap, name):
+    group = name + "-group"
+    consumer = group_consumer(bootstrap, group)
+    consumer.subscribe([name])
+    per_part = TOTAL // PARTITIONS
+    expected = {p: per_part + (1 if p < TOTAL % PARTITIONS else 0) for p in range(PARTITIONS)}
+    next_n = {p: 0 for p in range(PARTITIONS)}
+    read_in_order(consumer, next_n, TOTAL, 180)
     # Nothing beyond what was produced.
     for msg in consumer.consume(num_messages=100, timeout=1.0):
         expect(msg.error() is not None, "unexpected extra record %r at %d/%d"
@@ -106,8 +119,23 @@ def consume(bootstrap, name):
         lo, hi = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
         expect((lo, hi) == (0, expected[p]), "partition %d watermarks (%d, %d), expected (0, %d)"
                % (p, lo, hi, expected[p]))
-    consumer.close()
     expect(next_n == expected, "per-partition counts %s, expected %s" % (next_n, expected))
+    consumer.commit(asynchronous=False)
+    committed = consumer.committed([TopicPartition(name, p) for p in range(PARTITIONS)], timeout=10)
+    got = {tp.partition: tp.offset for tp in committed}
+    expect(got == expected, "committed offsets %s, expected %s" % (got, expected))
+    consumer.close()
+    return group, next_n
+
+
+def resume(bootstrap, name, group, next_n, more):
+    consumer = group_consumer(bootstrap, group)
+    consumer.subscribe([name])
+    read_in_order(consumer, next_n, more, 60)
+    for msg in consumer.consume(num_messages=100, timeout=1.0):
+        expect(msg.error() is not None, "record %r at %d/%d read again after the commit"
+               % (msg.value(), msg.partition(), msg.offset()))
+    consumer.close()
 
 
 def consume_from_middle(bootstrap, name, offset):
@@ -143,9 +171,12 @@ def main(bootstrap):
     produce(bootstrap, name)
     log("produce took %.1f s" % (time.time() - t0))
     t0 = time.time()
-    step("consume with assign()")
-    consume(bootstrap, name)
-    log("consume took %.1f s" % (time.time() - t0))
+    step("group consumer reads all in per-partition order, then commits")
+    group, next_n = consume(bootstrap, name)
+    log("group consume took %.1f s" % (time.time() - t0))
+    step("300 more records; a new member of the group resumes after the commit")
+    produce(bootstrap, name, total=300, start=TOTAL)
+    resume(bootstrap, name, group, next_n, 300)
     step("consume partition 1 from offset 12345 (inside a batch)")
     consume_from_middle(bootstrap, name, 12345)
 
