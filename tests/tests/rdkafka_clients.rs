@@ -242,3 +242,65 @@ async fn group_consumer_commits_and_a_new_member_resumes_after_restart() {
     assert_eq!(values.len(), 600, "exactly the records after the commit");
     assert!(values.iter().all(|v| *v >= 3000), "nothing before the commit is read again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_split_partitions_and_one_takes_over_after_a_leave() {
+    let dev = WeirDev::start();
+    let bootstrap = dev.bootstrap();
+    create_topic(&bootstrap, "shared", 4).await;
+    produce_values(&bootstrap, "shared", 4, 0..400).await;
+
+    let a = group_consumer(&bootstrap, "pair");
+    let b = group_consumer(&bootstrap, "pair");
+    a.subscribe(&["shared"]).unwrap();
+    b.subscribe(&["shared"]).unwrap();
+    // Poll both until the group settles with both members holding partitions
+    // and every record has been read once.
+    let mut seen: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let assigned = |c: &BaseConsumer| c.assignment().map(|t| t.count()).unwrap_or(0);
+    while (seen.values().map(Vec::len).sum::<usize>() < 400
+        || assigned(&a) == 0
+        || assigned(&b) == 0)
+        && Instant::now() < deadline
+    {
+        for c in [&a, &b] {
+            if let Some(m) = c.poll(Duration::from_millis(50)) {
+                let m = m.expect("consume");
+                seen.entry(m.partition()).or_default().push(m.offset());
+            }
+        }
+    }
+    assert_eq!(
+        assigned(&a) + assigned(&b),
+        4,
+        "the four partitions are split between the two members"
+    );
+    assert!(assigned(&a) > 0 && assigned(&b) > 0);
+    for offsets in seen.values_mut() {
+        offsets.sort();
+        offsets.dedup();
+    }
+    assert_eq!(seen.values().map(Vec::len).sum::<usize>(), 400);
+    a.commit_consumer_state(rdkafka::consumer::CommitMode::Sync).unwrap();
+    b.commit_consumer_state(rdkafka::consumer::CommitMode::Sync).unwrap();
+
+    // b leaves; a is given all four partitions and continues after the commits.
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while assigned(&a) < 4 && Instant::now() < deadline {
+        assert!(a.poll(Duration::from_millis(100)).is_none(), "nothing new to read yet");
+    }
+    assert_eq!(assigned(&a), 4, "the remaining member took over every partition");
+    produce_values(&bootstrap, "shared", 4, 400..480).await;
+    let mut after = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while after.len() < 80 && Instant::now() < deadline {
+        if let Some(m) = a.poll(Duration::from_millis(100)) {
+            let m = m.expect("consume");
+            after.push(std::str::from_utf8(m.payload().unwrap()).unwrap().parse::<u64>().unwrap());
+        }
+    }
+    after.sort();
+    assert_eq!(after, (400..480).collect::<Vec<u64>>(), "exactly the new records, none read twice");
+}
