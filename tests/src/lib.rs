@@ -1,6 +1,8 @@
 //! Harness for cross-process tests: runs the real `weir` binary (`weir dev`)
 //! on a free port with its own data folder, and tears it down.
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

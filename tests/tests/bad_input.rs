@@ -1,17 +1,16 @@
 //! Bad input gets a Kafka error or a closed connection, never a crash, and
 //! the node keeps serving everyone else.
 
-use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ProduceResponse, RequestKind, ResponseHeader, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-use weir_tests::WeirDev;
+use weir_tests::{WeirDev, raw};
 
 fn connect(dev: &WeirDev) -> TcpStream {
     let s = TcpStream::connect(dev.bootstrap()).expect("connect");
@@ -19,28 +18,17 @@ fn connect(dev: &WeirDev) -> TcpStream {
     s
 }
 
-fn frame<T: Encodable>(key: ApiKey, version: i16, correlation: i32, body: &T) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation)
-        .with_client_id(Some(StrBytes::from_static_str("bad-input-test")))
-        .encode(&mut buf, key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[0..4].copy_from_slice(&len.to_be_bytes());
-    buf.to_vec()
+fn frame<T: Clone + Into<RequestKind>>(
+    key: ApiKey,
+    version: i16,
+    correlation: i32,
+    body: &T,
+) -> Vec<u8> {
+    raw::frame(key, version, correlation, &body.clone().into())
 }
 
 fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len)?;
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body)?;
-    Ok(body)
+    raw::read_frame(s)
 }
 
 /// True when the server closed the connection (EOF or reset) without a reply.

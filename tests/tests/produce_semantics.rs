@@ -3,61 +3,37 @@
 //! OUT_OF_ORDER_SEQUENCE_NUMBER, an old epoch INVALID_PRODUCER_EPOCH, and the
 //! state survives a restart), `max.message.bytes`, and acks=0.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use kafka_protocol::protocol::StrBytes;
 use std::time::Duration;
 use weir_proto::batch::build::{self, Producer, Record};
 use weir_proto::{ProducerEpoch, ProducerId};
 use weir_tests::WeirDev;
+use weir_tests::raw::Client as RawClient;
 
+/// The raw client with the produce/offsets helpers these tests use.
 struct Client {
-    stream: TcpStream,
-    correlation: i32,
+    raw: RawClient,
+}
+
+impl std::ops::Deref for Client {
+    type Target = RawClient;
+    fn deref(&self) -> &RawClient {
+        &self.raw
+    }
+}
+
+impl std::ops::DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut RawClient {
+        &mut self.raw
+    }
 }
 
 impl Client {
     fn connect(dev: &WeirDev) -> Client {
-        let stream = TcpStream::connect(dev.bootstrap()).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Client { stream, correlation: 0 }
-    }
-
-    fn send(&mut self, key: ApiKey, version: i16, req: RequestKind) {
-        self.correlation += 1;
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .encode(&mut buf, key.request_header_version(version))
-            .unwrap();
-        req.encode(&mut buf, version).unwrap();
-        let len = (buf.len() - 4) as i32;
-        buf[0..4].copy_from_slice(&len.to_be_bytes());
-        self.stream.write_all(&buf).unwrap();
-    }
-
-    fn recv(&mut self, key: ApiKey, version: i16) -> (i32, ResponseKind) {
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).unwrap();
-        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut body).unwrap();
-        let mut body = Bytes::from(body);
-        let header =
-            ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
-        (header.correlation_id, ResponseKind::decode(key, &mut body, version).unwrap())
-    }
-
-    fn call(&mut self, key: ApiKey, version: i16, req: RequestKind) -> ResponseKind {
-        self.send(key, version, req);
-        let (correlation, resp) = self.recv(key, version);
-        assert_eq!(correlation, self.correlation);
-        resp
+        Client { raw: RawClient::connect(&dev.bootstrap()) }
     }
 
     /// Produces one batch; returns (error code, base offset).

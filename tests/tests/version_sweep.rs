@@ -4,58 +4,11 @@
 //! version cannot carry, or a wrong header version, is caught here rather than
 //! by a client in the field.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use kafka_protocol::protocol::StrBytes;
 use weir_tests::WeirDev;
-
-struct Client {
-    stream: TcpStream,
-    correlation: i32,
-}
-
-impl Client {
-    fn connect(dev: &WeirDev) -> Client {
-        let stream = TcpStream::connect(dev.bootstrap()).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Client { stream, correlation: 0 }
-    }
-
-    fn call(&mut self, key: ApiKey, version: i16, req: RequestKind) -> ResponseKind {
-        self.correlation += 1;
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("version-sweep")))
-            .encode(&mut buf, key.request_header_version(version))
-            .unwrap();
-        req.encode(&mut buf, version)
-            .unwrap_or_else(|e| panic!("encoding {key:?} v{version} request: {e}"));
-        let len = (buf.len() - 4) as i32;
-        buf[0..4].copy_from_slice(&len.to_be_bytes());
-        self.stream.write_all(&buf).unwrap();
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).unwrap_or_else(|e| {
-            panic!("{key:?} v{version}: no response ({e}); connection closed?")
-        });
-        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut body).unwrap();
-        let mut body = Bytes::from(body);
-        let header =
-            ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation, "{key:?} v{version}: correlation id");
-        let resp = ResponseKind::decode(key, &mut body, version)
-            .unwrap_or_else(|e| panic!("{key:?} v{version}: response does not decode: {e}"));
-        assert!(body.is_empty(), "{key:?} v{version}: {} trailing bytes", body.len());
-        resp
-    }
-}
+use weir_tests::raw::Client;
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -78,7 +31,7 @@ impl Advertised {
 #[test]
 fn every_api_at_every_version_answers_in_schema() {
     let dev = WeirDev::start();
-    let mut c = Client::connect(&dev);
+    let mut c = Client::connect(&dev.bootstrap());
     let ResponseKind::ApiVersions(av) =
         c.call(ApiKey::ApiVersions, 0, RequestKind::ApiVersions(ApiVersionsRequest::default()))
     else {
