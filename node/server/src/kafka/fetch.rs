@@ -178,7 +178,10 @@ pub async fn handle(shard: Rc<Shard>, req: FetchRequest, version: i16) -> FetchR
                 r.records
             };
             total += records.len();
-            any_error |= r.error_code != 0;
+            if r.error_code != 0 {
+                any_error = true;
+                tracing::debug!(slot = ?r.slot, error = r.error_code, "fetch partition error");
+            }
             let data = &mut responses[r.slot.0].partitions[r.slot.1];
             data.error_code = r.error_code;
             data.high_watermark = r.high_watermark;

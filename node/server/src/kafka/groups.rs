@@ -402,7 +402,16 @@ pub async fn dispatch(
             let group = r.group_id.0.to_string();
             let host = "/127.0.0.1".to_string();
             match route(&shard, &group, version, GroupCall::Join(r, client_id, host)).await {
-                Ok(Response::JoinGroup(resp)) => ResponseKind::JoinGroup(resp),
+                Ok(Response::JoinGroup(resp)) => {
+                    tracing::debug!(
+                        group,
+                        member = %resp.member_id,
+                        generation = resp.generation_id,
+                        error = resp.error_code,
+                        "JoinGroup answered"
+                    );
+                    ResponseKind::JoinGroup(resp)
+                }
                 Err(code) => ResponseKind::JoinGroup(
                     JoinGroupResponse::default().with_error_code(code).with_generation_id(-1),
                 ),
@@ -412,7 +421,10 @@ pub async fn dispatch(
         RequestKind::SyncGroup(r) => {
             let group = r.group_id.0.to_string();
             match route(&shard, &group, version, GroupCall::Sync(r)).await {
-                Ok(Response::SyncGroup(resp)) => ResponseKind::SyncGroup(resp),
+                Ok(Response::SyncGroup(resp)) => {
+                    tracing::debug!(group, error = resp.error_code, "SyncGroup answered");
+                    ResponseKind::SyncGroup(resp)
+                }
                 Err(code) => {
                     ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(code))
                 }
@@ -422,7 +434,12 @@ pub async fn dispatch(
         RequestKind::Heartbeat(r) => {
             let group = r.group_id.0.to_string();
             match route(&shard, &group, version, GroupCall::Heartbeat(r)).await {
-                Ok(Response::Heartbeat(resp)) => ResponseKind::Heartbeat(resp),
+                Ok(Response::Heartbeat(resp)) => {
+                    if resp.error_code != 0 {
+                        tracing::debug!(group, error = resp.error_code, "Heartbeat answered");
+                    }
+                    ResponseKind::Heartbeat(resp)
+                }
                 Err(code) => {
                     ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(code))
                 }
