@@ -35,6 +35,9 @@ struct DevArgs {
     /// Log format: human or json.
     #[arg(long, default_value = "human")]
     log_format: String,
+    /// Port of the node's Prometheus /metrics endpoint on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 9644)]
+    metrics_port: u16,
 }
 
 fn dev(args: DevArgs) -> anyhow::Result<()> {
@@ -59,9 +62,13 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
         shards: args.shards,
         durability,
         log_format: args.log_format.clone(),
+        metrics_listen: format!("127.0.0.1:{}", args.metrics_port),
         ..Default::default()
     };
     let node = weir_node::node::start(config, controller)?;
+    if let Some(addr) = node.metrics_addr {
+        println!("metrics: http://{addr}/metrics");
+    }
     println!("bootstrap: 127.0.0.1:{}", node.kafka_addr.port());
     std::io::stdout().flush()?;
     let sig = weir_node::cli::wait_for_signal(&mut signals);

@@ -48,7 +48,7 @@ trap 'exit 130' INT TERM
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 : >"$node_log"
-"$bin" dev --data-dir "$data" --kafka-port "$port" --shards "$shards" >"$node_log" 2>&1 &
+"$bin" dev --data-dir "$data" --kafka-port "$port" --shards "$shards" --metrics-port 0 >"$node_log" 2>&1 &
 pid=$!
 
 bootstrap=""

@@ -35,6 +35,8 @@ pub struct WeirDev {
     _tmp: Option<tempfile::TempDir>,
     stderr_log: PathBuf,
     extra_args: Vec<String>,
+    /// The `/metrics` URL the node printed.
+    pub metrics_url: Option<String>,
 }
 
 impl WeirDev {
@@ -65,6 +67,7 @@ impl WeirDev {
             .args(["dev", "--data-dir"])
             .arg(data_dir)
             .args(["--kafka-port", &port.to_string(), "--shards", &shards.to_string()])
+            .args(["--metrics-port", "0"])
             .args(extra_args)
             .env("RUST_LOG", std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::piped())
@@ -79,10 +82,14 @@ impl WeirDev {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut metrics_url = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) if line == format!("bootstrap: 127.0.0.1:{port}") => break,
+                Ok(line) if line.starts_with("metrics: ") => {
+                    metrics_url = Some(line["metrics: ".len()..].to_string());
+                }
                 Ok(_) => continue,
                 Err(_) => {
                     let _ = child.kill();
@@ -99,6 +106,7 @@ impl WeirDev {
             _tmp: None,
             stderr_log,
             extra_args: extra_args.to_vec(),
+            metrics_url,
         }
     }
 
@@ -142,6 +150,21 @@ impl WeirDev {
         assert!(self.child.is_none(), "stop or kill the node first");
         let mut next = WeirDev::start_in(&self.data_dir, self.port, self.shards, &self.extra_args);
         self.child = next.child.take();
+        self.metrics_url = next.metrics_url.take();
+    }
+
+    /// Fetches the node's `/metrics` page with a plain HTTP/1.1 GET.
+    pub fn scrape(&self) -> String {
+        use std::io::{Read, Write};
+        let url = self.metrics_url.as_ref().expect("weir dev printed a metrics line");
+        let addr = url.trim_start_matches("http://").trim_end_matches("/metrics");
+        let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: weir\r\n\r\n").unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        body.to_string()
     }
 
     pub fn log(&self) -> String {

@@ -41,7 +41,7 @@ async fn controller_and_node_processes_serve_a_client() {
     std::fs::write(
         &node_toml,
         format!(
-            "node_id = 7\ndata_dirs = [{:?}]\nlisten = \"127.0.0.1:{kafka_port}\"\ncontroller = \"127.0.0.1:{controller_port}\"\nshards = 2\n",
+            "node_id = 7\ndata_dirs = [{:?}]\nlisten = \"127.0.0.1:{kafka_port}\"\ncontroller = \"127.0.0.1:{controller_port}\"\nshards = 2\nmetrics_listen = \"127.0.0.1:0\"\n",
             dir.path().join("node-7")
         ),
     )

@@ -60,6 +60,9 @@ pub struct NodeConfig {
     pub group_initial_rebalance_delay_ms: i64,
     /// Log format: `human` (default) or `json`.
     pub log_format: String,
+    /// Address of the Prometheus `/metrics` endpoint, `host:port` (port 0
+    /// picks a free one); empty disables it.
+    pub metrics_listen: String,
 }
 
 impl Default for NodeConfig {
@@ -83,6 +86,7 @@ impl Default for NodeConfig {
             default_replication_factor: 1,
             group_initial_rebalance_delay_ms: 0,
             log_format: "human".into(),
+            metrics_listen: "127.0.0.1:9644".into(),
         }
     }
 }

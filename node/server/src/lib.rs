@@ -11,6 +11,7 @@ pub mod config;
 pub mod kafka;
 pub mod limits;
 pub mod metadata_sync;
+pub mod metrics;
 pub mod node;
 pub mod rt;
 pub mod shard;

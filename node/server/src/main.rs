@@ -23,6 +23,9 @@ fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("connecting to controller {}: {e:#}", config.controller))?;
     let node = weir_node::node::start(config, controller)?;
     println!("kafka: {}", node.kafka_addr);
+    if let Some(addr) = node.metrics_addr {
+        println!("metrics: http://{addr}/metrics");
+    }
     let sig = weir_node::cli::wait_for_signal(&mut signals);
     tracing::info!(signal = sig, "shutting down");
     node.shutdown()

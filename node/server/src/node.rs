@@ -32,6 +32,8 @@ pub struct RunningNode {
     data_dirs: Vec<PathBuf>,
     _locks: Vec<std::fs::File>,
     pub kafka_addr: std::net::SocketAddr,
+    /// Where `/metrics` is served, if enabled.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn lock_file(path: &std::path::Path, what: &str) -> anyhow::Result<std::fs::File> {
@@ -83,8 +85,19 @@ pub fn start(
         tracing::warn!("no clean-shutdown marker: the previous run did not stop cleanly");
     }
 
+    // Exclusive (no SO_REUSEPORT): a second node on this port fails here.
+    let metrics_listener = if config.metrics_listen.is_empty() {
+        None
+    } else {
+        let l = std::net::TcpListener::bind(&config.metrics_listen).with_context(|| {
+            format!("metrics listener {} is not available", config.metrics_listen)
+        })?;
+        Some(l)
+    };
+    let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let mut config = config;
     config.listen = kafka_addr.to_string();
+
     // Register (or re-register) this node's address before serving, so the
     // metadata every shard starts from lists it.
     let register = crate::metadata_sync::register_command(&config, kafka_addr.port());
@@ -149,13 +162,22 @@ pub fn start(
         }
     }
     drop(probe);
-    tracing::info!(shards, addr = %kafka_addr, "node ready");
+    if let Some(listener) = metrics_listener {
+        crate::metrics::serve_thread(
+            listener,
+            senders.clone(),
+            config.node_id,
+            config.data_dirs.clone(),
+        )?;
+    }
+    tracing::info!(shards, addr = %kafka_addr, metrics = ?metrics_addr, "node ready");
     Ok(RunningNode {
         inboxes: senders,
         pool: Some(pool),
         data_dirs: config.data_dirs.clone(),
         _locks: locks,
         kafka_addr,
+        metrics_addr,
     })
 }
 
@@ -279,6 +301,7 @@ async fn run_shard(
     crate::metadata_sync::spawn_background(&shard);
     let listener = glommio::net::TcpListener::bind(&listen)
         .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+
     let _ = ready.send(Ok(()));
     let shutdown = SHUTDOWN.with(|e| e.listen());
     let accept = {

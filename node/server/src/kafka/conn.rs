@@ -106,6 +106,12 @@ pub fn encode_response(request: &RequestHeader, api_key: ApiKey, body: &Response
 
 /// Serves one connection until the client closes it or breaks the protocol.
 pub async fn serve(stream: TcpStream, shard: Rc<Shard>) {
+    crate::metrics::with(|m| m.connections_opened += 1);
+    serve_inner(stream, shard).await;
+    crate::metrics::with(|m| m.connections_closed += 1);
+}
+
+async fn serve_inner(stream: TcpStream, shard: Rc<Shard>) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let (read_half, write_half) = futures_lite::io::split(stream);

@@ -57,6 +57,7 @@ async fn read_local(shard: Rc<Shard>, items: Vec<Item>, mut budget: usize) -> Ve
         match res {
             Ok(r) => {
                 budget = budget.saturating_sub(r.records.len());
+                crate::metrics::fetched(&item.tp.topic, r.records.len() as u64);
                 out.push(ItemResult {
                     slot: item.slot,
                     error_code: 0,

@@ -17,9 +17,17 @@ use conn::{Reply, Request};
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use std::rc::Rc;
 
-/// Handles one request and encodes its response frame (`None`: no response,
-/// as for acks=0 produce).
+/// Handles one request and encodes its response, counting it per API.
 pub async fn dispatch(shard: Rc<Shard>, req: Request) -> Reply {
+    let started = std::time::Instant::now();
+    let key = req.api_key as i16;
+    let reply = handle(shard, req).await;
+    let secs = started.elapsed().as_secs_f64();
+    crate::metrics::with(|m| m.requests.entry(key).or_default().observe(secs));
+    reply
+}
+
+async fn handle(shard: Rc<Shard>, req: Request) -> Reply {
     let version = req.version;
     let body = match req.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r)),

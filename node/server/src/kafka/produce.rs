@@ -43,14 +43,18 @@ pub async fn append_local(
         return PartitionOutcome::error(ResponseError::UnknownTopicOrPartition.code(), None);
     };
     match partition.append(&records, acks, now_ms()).await {
-        Ok(a) => PartitionOutcome {
-            error_code: 0,
-            error_message: None,
-            base_offset: a.base_offset.0,
-            log_append_time_ms: a.log_append_time_ms,
-            log_start_offset: a.log_start_offset.0,
-        },
+        Ok(a) => {
+            crate::metrics::produced(&tp.topic, a.records_appended, a.bytes_appended);
+            PartitionOutcome {
+                error_code: 0,
+                error_message: None,
+                base_offset: a.base_offset.0,
+                log_append_time_ms: a.log_append_time_ms,
+                log_start_offset: a.log_start_offset.0,
+            }
+        }
         Err(e) => {
+            crate::metrics::produce_failed(&tp.topic);
             if !matches!(e, PartitionError::OutOfOrderSequence) {
                 tracing::debug!(partition = %tp, "produce refused: {e}");
             }

@@ -95,6 +95,9 @@ pub struct Appended {
     /// Broker time stamped on the batches under LogAppendTime, else -1.
     pub log_append_time_ms: i64,
     pub log_start_offset: Offset,
+    /// Records and bytes newly appended (retried duplicates not counted).
+    pub records_appended: u64,
+    pub bytes_appended: u64,
 }
 
 /// What a fetch read returns.
@@ -353,6 +356,11 @@ impl Partition {
         }))
     }
 
+    /// Whether a storage failure stopped this partition.
+    pub fn is_failed(&self) -> bool {
+        self.failed.borrow().is_some()
+    }
+
     fn check_failed(&self) -> Result<(), PartitionError> {
         match &*self.failed.borrow() {
             Some(why) => Err(PartitionError::Storage(why.clone())),
@@ -445,6 +453,7 @@ impl Partition {
         self.check_failed()?;
         let mut first: Option<Offset> = None;
         let mut last = Offset::NONE;
+        let (mut records_appended, mut bytes_appended) = (0u64, 0u64);
         let log_append_time_ms =
             if self.state.borrow().settings.log_append_time { now_ms } else { -1 };
         for (h, range) in headers {
@@ -492,6 +501,8 @@ impl Partition {
             };
             let bytes = bytes.freeze();
             self.commit_append(&plan, &h, &bytes, max_ts);
+            records_appended += h.records_count as u64;
+            bytes_appended += bytes.len() as u64;
             first.get_or_insert(plan.base_offset);
             last = plan.last_offset;
         }
@@ -502,6 +513,8 @@ impl Partition {
             last_offset: last,
             log_append_time_ms,
             log_start_offset: self.log_start_offset(),
+            records_appended,
+            bytes_appended,
         };
         if acks == 0 {
             self.schedule_write_behind();
@@ -610,10 +623,12 @@ impl Partition {
     async fn flush_once(&self) -> Result<(), PartitionError> {
         let _permit = self.flush_lock.acquire_permit(1).await.map_err(io_err)?;
         self.check_failed()?;
+        let started = std::time::Instant::now();
         let (job, end_offset, file) = {
             let mut st = self.state.borrow_mut();
             (st.writer.take_flush(), st.log.log_end_offset(), st.writer.file().clone())
         };
+        let wrote = job.is_some();
         if let Some(job) = job {
             let end = run_flush(&file, job).await.map_err(|e| self.fail(format!("write: {e}")))?;
             let mut st = self.state.borrow_mut();
@@ -638,6 +653,12 @@ impl Partition {
             }
         }
         self.flushed.notify(usize::MAX);
+        if wrote {
+            crate::metrics::with(|m| {
+                m.flushes += 1;
+                m.flush_latency.observe(started.elapsed().as_secs_f64());
+            });
+        }
         Ok(())
     }
 
