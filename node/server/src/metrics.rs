@@ -207,6 +207,9 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     let _ = writeln!(out, "{name}_count{braces} {}", h.count);
 }
 
+/// A per-topic counter: name, help, and how to read it.
+type TopicMetric = (&'static str, &'static str, fn(&TopicCounters) -> u64);
+
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -246,7 +249,7 @@ pub fn render(node_id: i32, shards: &[ShardMetrics], data_dirs: &[std::path::Pat
         );
     }
 
-    let per_topic: [(&str, &str, fn(&TopicCounters) -> u64); 4] = [
+    let per_topic: [TopicMetric; 4] = [
         ("weir_messages_in_total", "Records appended, by topic (Kafka's MessagesInPerSec).", |c| {
             c.messages_in
         }),
