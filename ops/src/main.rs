@@ -38,6 +38,9 @@ struct DevArgs {
     /// Port of the node's Prometheus /metrics endpoint on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 9644)]
     metrics_port: u16,
+    /// Free bytes below which a data directory stops accepting appends (reads continue).
+    #[arg(long, default_value_t = 256 << 20)]
+    min_free_bytes: u64,
 }
 
 fn dev(args: DevArgs) -> anyhow::Result<()> {
@@ -63,6 +66,7 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
         durability,
         log_format: args.log_format.clone(),
         metrics_listen: format!("127.0.0.1:{}", args.metrics_port),
+        data_dir_min_free_bytes: args.min_free_bytes,
         ..Default::default()
     };
     let node = weir_node::node::start(config, controller)?;

@@ -60,6 +60,11 @@ pub struct NodeConfig {
     pub group_initial_rebalance_delay_ms: i64,
     /// Log format: `human` (default) or `json`.
     pub log_format: String,
+    /// Below this many free bytes on a data directory's filesystem, that
+    /// directory stops accepting appends (producers get a retriable
+    /// KAFKA_STORAGE_ERROR); reads continue and appends resume once space
+    /// returns.
+    pub data_dir_min_free_bytes: u64,
     /// Address of the Prometheus `/metrics` endpoint, `host:port` (port 0
     /// picks a free one); empty disables it.
     pub metrics_listen: String,
@@ -87,6 +92,7 @@ impl Default for NodeConfig {
             group_initial_rebalance_delay_ms: 0,
             log_format: "human".into(),
             metrics_listen: "127.0.0.1:9644".into(),
+            data_dir_min_free_bytes: 256 << 20,
         }
     }
 }

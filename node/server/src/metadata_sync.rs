@@ -9,7 +9,7 @@
 //! the owning shard, in delta order.
 
 use crate::shard::{MetadataView, NodeView, PartitionView, Shard, TopicView, now_ms};
-use crate::storage::partition::{Partition, TopicSettings};
+use crate::storage::partition::{Partition, StorageEnv, TopicSettings};
 use std::collections::HashSet;
 use std::rc::Rc;
 use weir_controller::{Command, CommandResult, ControllerError, MetadataImage, TopicConfig};
@@ -123,6 +123,16 @@ pub fn spawn_background(shard: &Rc<Shard>) {
     let s = shard.clone();
     glommio::spawn_local(async move {
         loop {
+            glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+            for space in s.space.values() {
+                space.refresh();
+            }
+        }
+    })
+    .detach();
+    let s = shard.clone();
+    glommio::spawn_local(async move {
+        loop {
             glommio::timer::sleep(std::time::Duration::from_secs(5)).await;
             let partitions: Vec<Rc<Partition>> = s.partitions.borrow().values().cloned().collect();
             for p in partitions {
@@ -233,19 +243,16 @@ async fn reconcile(shard: &Rc<Shard>) -> anyhow::Result<()> {
                     "partition limit reached ({})",
                     shard.limits.partitions_per_node_max
                 );
-                let p = Partition::open(
-                    &shard.data_dir_for(&tp),
-                    tp.clone(),
-                    id,
-                    settings,
-                    epoch,
-                    shard.config.durability,
-                    shard.limits.clone(),
-                    shard.cache.clone(),
-                    now_ms(),
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("opening {tp}: {e}"))?;
+                let dir = shard.data_dir_for(&tp);
+                let env = StorageEnv {
+                    durability: shard.config.durability,
+                    limits: shard.limits.clone(),
+                    shard_cache: shard.cache.clone(),
+                    space: shard.space[&dir].clone(),
+                };
+                let p = Partition::open(&dir, tp.clone(), id, settings, epoch, &env, now_ms())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("opening {tp}: {e}"))?;
                 shard.partitions.borrow_mut().insert(tp, p.clone());
                 crate::kafka::groups::partition_opened(shard, &p, topic_partitions);
             }

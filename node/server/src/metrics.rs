@@ -172,20 +172,6 @@ fn snapshot(shard: &Shard) -> ShardMetrics {
     m
 }
 
-/// Space of one data directory, from statvfs.
-fn dir_space(dir: &std::path::Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs fills a zeroed struct from a valid NUL-terminated path.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    let total = st.f_blocks as u64 * st.f_frsize as u64;
-    let free = st.f_bavail as u64 * st.f_frsize as u64;
-    Some((total - st.f_bfree as u64 * st.f_frsize as u64, free))
-}
-
 fn api_name(key: i16) -> String {
     ApiKey::try_from(key).map(|k| format!("{k:?}")).unwrap_or_else(|_| key.to_string())
 }
@@ -216,7 +202,12 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Renders the merged metrics of all shards in the Prometheus text format.
-pub fn render(node_id: i32, shards: &[ShardMetrics], data_dirs: &[std::path::PathBuf]) -> String {
+pub fn render(
+    node_id: i32,
+    shards: &[ShardMetrics],
+    data_dirs: &[std::path::PathBuf],
+    min_free_bytes: u64,
+) -> String {
     let mut all = ShardMetrics::default();
     for s in shards {
         all.merge(s);
@@ -341,7 +332,8 @@ pub fn render(node_id: i32, shards: &[ShardMetrics], data_dirs: &[std::path::Pat
         "gauge",
         "Bytes used on the filesystem of each data directory.",
     );
-    let spaces: Vec<_> = data_dirs.iter().map(|d| (d, dir_space(d))).collect();
+    let spaces: Vec<_> =
+        data_dirs.iter().map(|d| (d, crate::storage::space::statvfs_space(d))).collect();
     for (d, s) in &spaces {
         if let Some((used, _)) = s {
             let _ = writeln!(
@@ -366,6 +358,22 @@ pub fn render(node_id: i32, shards: &[ShardMetrics], data_dirs: &[std::path::Pat
             );
         }
     }
+    header(
+        &mut out,
+        "weir_data_dir_appends_blocked",
+        "gauge",
+        "1 while a data directory refuses appends because its free space is below data_dir_min_free_bytes.",
+    );
+    for (d, s) in &spaces {
+        if let Some((_, free)) = s {
+            let blocked = u8::from(*free < min_free_bytes);
+            let _ = writeln!(
+                out,
+                "weir_data_dir_appends_blocked{{dir=\"{}\"}} {blocked}",
+                escape(&d.display().to_string())
+            );
+        }
+    }
     out
 }
 
@@ -378,11 +386,12 @@ pub fn serve_thread(
     shards: Vec<flume::Sender<crate::shard::Job>>,
     node_id: i32,
     data_dirs: Vec<std::path::PathBuf>,
+    min_free_bytes: u64,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("weir-metrics".into()).spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            if let Err(e) = answer(stream, &shards, node_id, &data_dirs) {
+            if let Err(e) = answer(stream, &shards, node_id, &data_dirs, min_free_bytes) {
                 tracing::debug!("metrics connection: {e}");
             }
         }
@@ -410,6 +419,7 @@ fn answer(
     shards: &[flume::Sender<crate::shard::Job>],
     node_id: i32,
     data_dirs: &[std::path::PathBuf],
+    min_free_bytes: u64,
 ) -> std::io::Result<()> {
     use std::io::{Read, Write};
     stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
@@ -425,7 +435,7 @@ fn answer(
     }
     let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
     let (status, body, kind) = if line.starts_with(b"GET /metrics ") || line == b"GET /metrics" {
-        let body = render(node_id, &gather(shards), data_dirs);
+        let body = render(node_id, &gather(shards), data_dirs, min_free_bytes);
         ("200 OK", body, "text/plain; version=0.0.4; charset=utf-8")
     } else {
         ("404 Not Found", "only /metrics is served here\n".to_string(), "text/plain; charset=utf-8")
@@ -449,7 +459,7 @@ mod tests {
         h.observe(0.0002);
         h.observe(0.003);
         h.observe(20.0);
-        let text = render(1, &[m.clone(), m], &[]);
+        let text = render(1, &[m.clone(), m], &[], 0);
         assert!(text.contains("weir_requests_total{api=\"Produce\"} 6"));
         assert!(
             text.contains("weir_request_duration_seconds_bucket{api=\"Produce\",le=\"0.0005\"} 2")

@@ -168,6 +168,7 @@ pub fn start(
             senders.clone(),
             config.node_id,
             config.data_dirs.clone(),
+            config.data_dir_min_free_bytes,
         )?;
     }
     tracing::info!(shards, addr = %kafka_addr, metrics = ?metrics_addr, "node ready");

@@ -98,6 +98,8 @@ pub struct Shard {
     /// Fetches parked on this shard waiting for data (bounded by
     /// `Limits::fetch_waiters_per_shard_max`).
     pub fetch_waiters: Cell<usize>,
+    /// Free-space state of each data directory (see `storage::space`).
+    pub space: HashMap<PathBuf, Rc<crate::storage::space::DirSpace>>,
     pub groups: crate::kafka::groups::ShardGroups,
     this: RefCell<std::rc::Weak<Shard>>,
 }
@@ -112,6 +114,15 @@ impl Shard {
         controller: weir_controller::ControllerHandle,
         peers: Vec<flume::Sender<Job>>,
     ) -> Rc<Shard> {
+        let space = config
+            .data_dirs
+            .iter()
+            .map(|d| {
+                let space =
+                    crate::storage::space::DirSpace::new(d.clone(), config.data_dir_min_free_bytes);
+                (d.clone(), Rc::new(space))
+            })
+            .collect();
         let shard = Rc::new(Shard {
             id,
             shard_count,
@@ -126,6 +137,7 @@ impl Shard {
             peers,
             shutting_down: Cell::new(false),
             fetch_waiters: Cell::new(0),
+            space,
             groups: Default::default(),
             this: RefCell::new(std::rc::Weak::new()),
         });

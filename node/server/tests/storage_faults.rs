@@ -11,7 +11,8 @@ use weir_node::config::{Durability, NodeConfig};
 use weir_node::limits::Limits;
 use weir_node::rt::{dma_probe, run_local};
 use weir_node::storage::cache::ShardCache;
-use weir_node::storage::partition::{Partition, TopicSettings};
+use weir_node::storage::partition::{Partition, StorageEnv, TopicSettings};
+use weir_node::storage::space::DirSpace;
 use weir_node_core::log::LogConfig;
 use weir_proto::batch::{BatchIter, build};
 use weir_proto::{LeaderEpoch, Offset, TopicPartition};
@@ -27,15 +28,19 @@ fn settings(segment_bytes: u64) -> TopicSettings {
 }
 
 async fn open(dir: &Path, segment_bytes: u64) -> Rc<Partition> {
+    let env = StorageEnv {
+        durability: Durability::Fsync,
+        limits: Rc::new(Limits::from_config(&NodeConfig::default())),
+        shard_cache: Rc::new(RefCell::new(ShardCache::new(64 << 20))),
+        space: Rc::new(DirSpace::new(dir.to_path_buf(), 0)),
+    };
     Partition::open(
         dir,
         TopicPartition::new("faults", 0),
         TOPIC_ID,
         settings(segment_bytes),
         LeaderEpoch(0),
-        Durability::Fsync,
-        Rc::new(Limits::from_config(&NodeConfig::default())),
-        Rc::new(RefCell::new(ShardCache::new(64 << 20))),
+        &env,
         1_700_000_000_000,
     )
     .await

@@ -2,4 +2,5 @@
 
 pub mod cache;
 pub mod partition;
+pub mod space;
 pub mod writer;

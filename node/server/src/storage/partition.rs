@@ -24,6 +24,7 @@
 //! than risk acknowledging data that is not on the device.
 
 use super::cache::{CachedBatch, PartitionCache, ShardCache};
+use super::space::DirSpace;
 use super::writer::{SegmentWriter, run_flush};
 use crate::config::Durability;
 use crate::limits::Limits;
@@ -61,6 +62,8 @@ pub enum PartitionError {
     Storage(String),
     #[error("request timed out")]
     Timeout,
+    #[error("{0}")]
+    NoSpace(String),
 }
 
 impl PartitionError {
@@ -75,8 +78,20 @@ impl PartitionError {
             PartitionError::OffsetOutOfRange => E::OffsetOutOfRange.code(),
             PartitionError::Storage(_) => E::KafkaStorageError.code(),
             PartitionError::Timeout => E::RequestTimedOut.code(),
+            // Retriable for clients: they back off and retry until space returns.
+            PartitionError::NoSpace(_) => E::KafkaStorageError.code(),
         }
     }
+}
+
+/// What a partition shares with its shard.
+#[derive(Clone)]
+pub struct StorageEnv {
+    pub durability: Durability,
+    pub limits: Rc<Limits>,
+    pub shard_cache: Rc<RefCell<ShardCache>>,
+    /// Free-space state of the partition's data directory.
+    pub space: Rc<DirSpace>,
 }
 
 /// Topic settings the partition applies (resolved from the topic's config).
@@ -136,6 +151,7 @@ pub struct Partition {
     failed: RefCell<Option<String>>,
     cache: Rc<RefCell<PartitionCache>>,
     shard_cache: Rc<RefCell<ShardCache>>,
+    space: Rc<DirSpace>,
     write_behind_pending: Cell<bool>,
 }
 
@@ -176,18 +192,16 @@ impl Partition {
     /// segments are trusted through their (validated) indexes; the last
     /// segment is always scanned batch by batch with CRC32C checks and cut at
     /// the first torn or corrupt batch.
-    #[allow(clippy::too_many_arguments)]
     pub async fn open(
         data_dir: &Path,
         tp: TopicPartition,
         topic_id: TopicId,
         settings: TopicSettings,
         leader_epoch: LeaderEpoch,
-        durability: Durability,
-        limits: Rc<Limits>,
-        shard_cache: Rc<RefCell<ShardCache>>,
+        env: &StorageEnv,
         now_ms: i64,
     ) -> Result<Rc<Partition>, PartitionError> {
+        let limits = env.limits.clone();
         let dir = data_dir.join(tp.dir_name());
         std::fs::create_dir_all(&dir).map_err(io_err)?;
         let meta_path = dir.join("partition.meta");
@@ -332,6 +346,8 @@ impl Partition {
         for b in producer_batches {
             producers.record(b);
         }
+        let mut writer = writer;
+        writer.set_preallocate_limit(settings.log.segment_bytes);
         let mut log = log;
         let end = log.log_end_offset();
         log.set_durable(end);
@@ -342,7 +358,7 @@ impl Partition {
             tp,
             topic_id,
             dir,
-            durability,
+            durability: env.durability,
             limits,
             state: RefCell::new(state),
             append_lock: Semaphore::new(1),
@@ -351,7 +367,8 @@ impl Partition {
             data_arrived: Event::new(),
             failed: RefCell::new(None),
             cache: Rc::new(RefCell::new(PartitionCache::default())),
-            shard_cache,
+            shard_cache: env.shard_cache.clone(),
+            space: env.space.clone(),
             write_behind_pending: Cell::new(false),
         }))
     }
@@ -402,6 +419,7 @@ impl Partition {
     pub fn update_settings(&self, settings: TopicSettings) {
         let mut st = self.state.borrow_mut();
         st.log.set_config(settings.log.clone());
+        st.writer.set_preallocate_limit(settings.log.segment_bytes);
         st.settings = settings;
     }
 
@@ -451,6 +469,8 @@ impl Partition {
         }
         let _permit = self.append_lock.acquire_permit(1).await.map_err(io_err)?;
         self.check_failed()?;
+        let incoming: u64 = headers.iter().map(|(_, r)| r.len() as u64).sum();
+        self.space.reserve(incoming).map_err(PartitionError::NoSpace)?;
         let mut first: Option<Offset> = None;
         let mut last = Offset::NONE;
         let (mut records_appended, mut bytes_appended) = (0u64, 0u64);
@@ -565,7 +585,9 @@ impl Partition {
             )
             .await
             .map_err(|e| self.fail(format!("creating segment {}: {e}", path.display())))?;
+            let mut w = w;
             let mut st = self.state.borrow_mut();
+            w.set_preallocate_limit(st.settings.log.segment_bytes);
             st.files.insert(new_base, w.file().clone());
             std::mem::replace(&mut st.writer, w)
         };

@@ -50,6 +50,9 @@ pub struct SegmentWriter {
     allocated: u64,
     prealloc_step: u64,
     prealloc_step_max: u64,
+    /// Preallocation never goes past this size (the segment's roll size), so
+    /// small segments do not reserve large steps.
+    prealloc_limit: u64,
 }
 
 impl SegmentWriter {
@@ -134,7 +137,13 @@ impl SegmentWriter {
             allocated,
             prealloc_step: prealloc_min.max(BLOCK),
             prealloc_step_max: prealloc_max.max(prealloc_min),
+            prealloc_limit: u64::MAX,
         }
+    }
+
+    /// Caps preallocation at `bytes` (rounded up to a block).
+    pub fn set_preallocate_limit(&mut self, bytes: u64) {
+        self.prealloc_limit = align_up(bytes.max(BLOCK));
     }
 
     pub fn file(&self) -> &Rc<DmaFile> {
@@ -210,7 +219,7 @@ impl SegmentWriter {
         }
         let needed = pos;
         let preallocate_to = if needed > self.allocated {
-            let target = (self.allocated + self.prealloc_step).max(needed);
+            let target = (self.allocated + self.prealloc_step).min(self.prealloc_limit).max(needed);
             self.prealloc_step = (self.prealloc_step * 2).min(self.prealloc_step_max);
             self.allocated = target;
             Some(target)
