@@ -64,6 +64,8 @@ pub struct ShardGauges {
     pub offline_partitions: u64,
     pub batch_cache_bytes: u64,
     pub fetch_waiters: u64,
+    /// Data directories this shard currently refuses appends to.
+    pub blocked_dirs: std::collections::BTreeSet<std::path::PathBuf>,
 }
 
 /// One shard's counters. Owned by that shard's thread (thread-local).
@@ -102,6 +104,7 @@ impl ShardMetrics {
         g.offline_partitions += o.offline_partitions;
         g.batch_cache_bytes += o.batch_cache_bytes;
         g.fetch_waiters += o.fetch_waiters;
+        g.blocked_dirs.extend(o.blocked_dirs.iter().cloned());
     }
 }
 
@@ -168,6 +171,8 @@ fn snapshot(shard: &Shard) -> ShardMetrics {
             g.offline_partitions += 1;
         }
     }
+    g.blocked_dirs =
+        shard.space.iter().filter(|(_, s)| s.is_blocked()).map(|(d, _)| d.clone()).collect();
     m.gauges = g;
     m
 }
@@ -360,19 +365,27 @@ pub fn render(
     }
     header(
         &mut out,
+        "weir_data_dir_min_free_bytes",
+        "gauge",
+        "The free-space threshold (data_dir_min_free_bytes) below which appends stop.",
+    );
+    let _ = writeln!(out, "weir_data_dir_min_free_bytes {min_free_bytes}");
+    header(
+        &mut out,
         "weir_data_dir_appends_blocked",
         "gauge",
-        "1 while a data directory refuses appends because its free space is below data_dir_min_free_bytes.",
+        "1 while a data directory refuses appends (on any shard) because its free space is below data_dir_min_free_bytes.",
     );
-    for (d, s) in &spaces {
-        if let Some((_, free)) = s {
-            let blocked = u8::from(*free < min_free_bytes);
-            let _ = writeln!(
-                out,
-                "weir_data_dir_appends_blocked{{dir=\"{}\"}} {blocked}",
-                escape(&d.display().to_string())
-            );
-        }
+    // The shards' own state, not a fresh statvfs: a shard blocks on its
+    // running estimate (free space minus what it appended since the last
+    // reading), which the filesystem may not show yet.
+    for d in data_dirs {
+        let blocked = u8::from(all.gauges.blocked_dirs.contains(d));
+        let _ = writeln!(
+            out,
+            "weir_data_dir_appends_blocked{{dir=\"{}\"}} {blocked}",
+            escape(&d.display().to_string())
+        );
     }
     out
 }

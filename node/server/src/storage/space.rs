@@ -75,6 +75,11 @@ impl DirSpace {
         }
     }
 
+    /// Whether this shard currently refuses appends to the directory.
+    pub fn is_blocked(&self) -> bool {
+        self.blocked.get()
+    }
+
     /// Accounts for `bytes` about to be appended. `Err` (with a message for
     /// the producer) when appends are stopped or these bytes would take the
     /// free space below the threshold; nothing is reserved then.
