@@ -14,6 +14,7 @@ const DOCUMENTED: &[&str] = &[
     "weir_node_info",
     "weir_requests_total",
     "weir_request_duration_seconds",
+    "weir_request_phase_seconds",
     "weir_messages_in_total",
     "weir_bytes_in_total",
     "weir_bytes_out_total",
@@ -26,9 +27,13 @@ const DOCUMENTED: &[&str] = &[
     "weir_offline_partitions",
     "weir_batch_cache_bytes",
     "weir_fetch_purgatory_size",
+    "weir_produce_purgatory_size",
+    "weir_consumer_group_lag",
     "weir_connections_open",
     "weir_data_dir_bytes_used",
     "weir_data_dir_bytes_free",
+    "weir_data_dir_min_free_bytes",
+    "weir_data_dir_appends_blocked",
 ];
 
 /// Parsed samples: (name, sorted labels) -> value; histograms by their series.
@@ -93,6 +98,10 @@ async fn metrics_are_documented_parse_and_move_under_load() {
         }
     }
     assert_eq!(read, 50);
+    // The group commits offset 30 of 50: its lag is 20.
+    let mut commit = TopicPartitionList::new();
+    commit.add_partition_offset("metered", 0, Offset::Offset(30)).unwrap();
+    consumer.commit(&commit, rdkafka::consumer::CommitMode::Sync).expect("commit");
 
     let (_, after) = scrape(&dev);
     let get = |m: &HashMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
@@ -108,4 +117,13 @@ async fn metrics_are_documented_parse_and_move_under_load() {
     assert_eq!(get(&after, "weir_offline_partitions{}"), 0.0);
     assert!(get(&after, "weir_connections_open{}") >= 1.0);
     assert!(after.keys().any(|k| k.starts_with("weir_data_dir_bytes_free{dir=")));
+    assert_eq!(get(&after, "weir_consumer_group_lag{group=metered,partition=0,topic=metered}"), 20.0);
+    // Every produce was timed in each phase; the acks=all ones were parked
+    // (remote) waiting for the group commit.
+    for phase in ["queue", "local", "remote", "response_queue", "response_send"] {
+        let key = format!("weir_request_phase_seconds{{api=Produce,phase={phase}}}");
+        assert!(get(&after, &key) >= produce_before + 50.0, "{key}");
+    }
+    assert!(get(&after, "weir_request_duration_seconds{api=Fetch}") >= 1.0);
+    assert_eq!(get(&after, "weir_produce_purgatory_size{}"), 0.0, "nothing left parked");
 }

@@ -2188,6 +2188,14 @@ impl GroupCoordinator {
         self.groups.get(group_id)?.offsets.get(&(topic.to_owned(), partition))
     }
 
+    /// Every visible committed offset: (group, topic, partition, offset), for
+    /// the consumer-lag metric.
+    pub fn committed_offsets(&self) -> impl Iterator<Item = (&str, &str, i32, i64)> + '_ {
+        self.groups.iter().filter(|(_, g)| !g.is(GroupState::Dead)).flat_map(|(id, g)| {
+            g.offsets.iter().map(move |((t, p), v)| (id.as_str(), t.as_str(), *p, v.offset))
+        })
+    }
+
     /// What a replay of the emitted records would rebuild, for every group
     /// that has persisted state. Meaningful when no rebalance is under way.
     pub fn durable_snapshot(&self) -> BTreeMap<String, DurableGroup> {

@@ -11,14 +11,18 @@
 
 use crate::shard::Shard;
 use kafka_protocol::messages::ApiKey;
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
+use weir_proto::exposition::{Exposition, Family, HistogramData};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
-pub const LATENCY_BUCKETS_S: [f64; 14] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const LATENCY_BUCKETS_S: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
 
 /// A latency histogram with fixed buckets (non-cumulative counts).
 #[derive(Debug, Clone, Default)]
@@ -46,6 +50,100 @@ impl Histogram {
     }
 }
 
+/// One API's request times: the total and its phases (see [`RequestClock`]).
+#[derive(Debug, Clone, Default)]
+pub struct RequestTimes {
+    pub total: Histogram,
+    pub queue: Histogram,
+    pub local: Histogram,
+    pub remote: Histogram,
+    pub response_queue: Histogram,
+    pub response_send: Histogram,
+}
+
+impl RequestTimes {
+    fn phases(&self) -> [(&'static str, &Histogram); 5] {
+        [
+            ("queue", &self.queue),
+            ("local", &self.local),
+            ("remote", &self.remote),
+            ("response_queue", &self.response_queue),
+            ("response_send", &self.response_send),
+        ]
+    }
+
+    fn merge(&mut self, other: &RequestTimes) {
+        self.total.merge(&other.total);
+        self.queue.merge(&other.queue);
+        self.local.merge(&other.local);
+        self.remote.merge(&other.remote);
+        self.response_queue.merge(&other.response_queue);
+        self.response_send.merge(&other.response_send);
+    }
+}
+
+/// Where one request's time goes, as Kafka splits it: queued (arrival to
+/// handler start), local (the handler working), remote (the handler parked
+/// on something outside this request: another shard, the group commit's
+/// fdatasync, a fetch long poll), response queue (ready, waiting behind
+/// earlier responses on the connection) and response send. Created when the
+/// frame has been read; owned by the connection's shard.
+#[derive(Debug)]
+pub struct RequestClock {
+    api: i16,
+    arrived: Instant,
+    started: Cell<Option<Instant>>,
+    finished: Cell<Option<Instant>>,
+    remote: Cell<Duration>,
+}
+
+impl RequestClock {
+    pub fn new(api: i16, arrived: Instant) -> RequestClock {
+        RequestClock {
+            api,
+            arrived,
+            started: Cell::new(None),
+            finished: Cell::new(None),
+            remote: Cell::new(Duration::ZERO),
+        }
+    }
+
+    pub fn start(&self) {
+        self.started.set(Some(Instant::now()));
+    }
+
+    pub fn finish(&self) {
+        self.finished.set(Some(Instant::now()));
+    }
+
+    /// Awaits `f`, counting the wait as remote time.
+    pub async fn parked<F: std::future::Future>(&self, f: F) -> F::Output {
+        let t = Instant::now();
+        let out = f.await;
+        self.remote.set(self.remote.get() + t.elapsed());
+        out
+    }
+
+    /// Records the request once its response was written (`send_started` is
+    /// when the writer took it up; equal to `sent` when nothing was sent).
+    pub fn record(&self, send_started: Instant, sent: Instant) {
+        let started = self.started.get().unwrap_or(self.arrived);
+        let finished = self.finished.get().unwrap_or(started).max(started);
+        let handler = finished - started;
+        let remote = self.remote.get().min(handler);
+        let secs = |d: Duration| d.as_secs_f64();
+        with(|m| {
+            let t = m.requests.entry(self.api).or_default();
+            t.total.observe(secs(sent.saturating_duration_since(self.arrived)));
+            t.queue.observe(secs(started.saturating_duration_since(self.arrived)));
+            t.local.observe(secs(handler - remote));
+            t.remote.observe(secs(remote));
+            t.response_queue.observe(secs(send_started.saturating_duration_since(finished)));
+            t.response_send.observe(secs(sent.saturating_duration_since(send_started)));
+        });
+    }
+}
+
 /// Counters of one topic on one shard.
 #[derive(Debug, Clone, Default)]
 pub struct TopicCounters {
@@ -64,15 +162,21 @@ pub struct ShardGauges {
     pub offline_partitions: u64,
     pub batch_cache_bytes: u64,
     pub fetch_waiters: u64,
+    pub produce_waiters: u64,
     /// Data directories this shard currently refuses appends to.
-    pub blocked_dirs: std::collections::BTreeSet<std::path::PathBuf>,
+    pub blocked_dirs: BTreeSet<PathBuf>,
+    /// Committed offsets of the groups this shard coordinates:
+    /// (group, topic, partition, offset).
+    pub committed_offsets: Vec<(String, String, i32, i64)>,
+    /// High watermarks of the partitions this shard leads.
+    pub high_watermarks: HashMap<(String, i32), i64>,
 }
 
 /// One shard's counters. Owned by that shard's thread (thread-local).
 #[derive(Debug, Clone, Default)]
 pub struct ShardMetrics {
     /// By Kafka API key: requests and their total time.
-    pub requests: BTreeMap<i16, Histogram>,
+    pub requests: BTreeMap<i16, RequestTimes>,
     pub topics: BTreeMap<String, TopicCounters>,
     pub flushes: u64,
     pub flush_latency: Histogram,
@@ -104,7 +208,10 @@ impl ShardMetrics {
         g.offline_partitions += o.offline_partitions;
         g.batch_cache_bytes += o.batch_cache_bytes;
         g.fetch_waiters += o.fetch_waiters;
+        g.produce_waiters += o.produce_waiters;
         g.blocked_dirs.extend(o.blocked_dirs.iter().cloned());
+        g.committed_offsets.extend(o.committed_offsets.iter().cloned());
+        g.high_watermarks.extend(o.high_watermarks.iter().map(|(k, v)| (k.clone(), *v)));
     }
 }
 
@@ -153,6 +260,8 @@ fn snapshot(shard: &Shard) -> ShardMetrics {
         partitions: partitions.len() as u64,
         batch_cache_bytes: shard.cache.borrow().used_bytes() as u64,
         fetch_waiters: shard.fetch_waiters.get() as u64,
+        produce_waiters: shard.produce_waiters.get() as u64,
+        committed_offsets: shard.groups.committed_offsets(),
         ..Default::default()
     };
     for (tp, p) in partitions.iter() {
@@ -163,6 +272,8 @@ fn snapshot(shard: &Shard) -> ShardMetrics {
         };
         if view.leader == shard.node_id {
             g.leader_partitions += 1;
+            g.high_watermarks
+                .insert((tp.topic.to_string(), tp.partition.0), p.high_watermark().0);
             if view.isr.len() < view.replicas.len() {
                 g.under_replicated_partitions += 1;
             }
@@ -181,32 +292,29 @@ fn api_name(key: i16) -> String {
     ApiKey::try_from(key).map(|k| format!("{k:?}")).unwrap_or_else(|_| key.to_string())
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+fn histogram_data(h: &Histogram, cumulative: &mut [u64; LATENCY_BUCKETS_S.len()]) -> (u64, f64) {
+    let mut running = 0;
+    for (c, b) in cumulative.iter_mut().zip(h.buckets.iter()) {
+        running += b;
+        *c = running;
+    }
+    (h.count, h.sum_s)
 }
 
-fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
-    let sep = if labels.is_empty() { "" } else { "," };
-    let mut cumulative = 0;
-    for (i, b) in LATENCY_BUCKETS_S.iter().enumerate() {
-        cumulative += h.buckets[i];
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
-    }
-    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
-    let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum_s);
-    let _ = writeln!(out, "{name}_count{braces} {}", h.count);
+fn add_histogram(f: &mut Family<'_>, labels: &[(&str, &str)], h: &Histogram) {
+    let mut cumulative = [0u64; LATENCY_BUCKETS_S.len()];
+    let (count, sum) = histogram_data(h, &mut cumulative);
+    f.histogram(
+        labels,
+        HistogramData { upper_bounds: &LATENCY_BUCKETS_S, cumulative: &cumulative, count, sum },
+    );
 }
 
 /// A per-topic counter: name, help, and how to read it.
 type TopicMetric = (&'static str, &'static str, fn(&TopicCounters) -> u64);
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
 /// Renders the merged metrics of all shards in the Prometheus text format.
+/// Every metric the node exports is named and explained here.
 pub fn render(
     node_id: i32,
     shards: &[ShardMetrics],
@@ -217,32 +325,30 @@ pub fn render(
     for s in shards {
         all.merge(s);
     }
-    let mut out = String::with_capacity(8192);
-    header(
-        &mut out,
-        "weir_node_info",
-        "gauge",
-        "Constant 1, labelled with the node id and the shard count.",
-    );
-    let _ = writeln!(out, "weir_node_info{{node_id=\"{node_id}\",shards=\"{}\"}} 1", shards.len());
+    let mut e = Exposition::new();
+    e.gauge("weir_node_info", "Constant 1, labelled with the node id and the shard count.")
+        .sample(&[("node_id", &node_id.to_string()), ("shards", &shards.len().to_string())], 1.0);
 
-    header(&mut out, "weir_requests_total", "counter", "Kafka requests handled, by API.");
-    for (k, h) in &all.requests {
-        let _ = writeln!(out, "weir_requests_total{{api=\"{}\"}} {}", api_name(*k), h.count);
+    let mut f = e.counter("weir_requests_total", "Kafka requests handled, by API.");
+    for (k, t) in &all.requests {
+        f.sample(&[("api", &api_name(*k))], t.total.count as f64);
     }
-    header(
-        &mut out,
+    let mut f = e.histogram(
         "weir_request_duration_seconds",
-        "histogram",
-        "Time from a request's arrival to its response being ready, by API.",
+        "Total time of a request, from its arrival to its response being written to the socket, by API (Kafka's TotalTimeMs).",
     );
-    for (k, h) in &all.requests {
-        histogram(
-            &mut out,
-            "weir_request_duration_seconds",
-            &format!("api=\"{}\"", api_name(*k)),
-            h,
-        );
+    for (k, t) in &all.requests {
+        add_histogram(&mut f, &[("api", &api_name(*k))], &t.total);
+    }
+    let mut f = e.histogram(
+        "weir_request_phase_seconds",
+        "A request's time split by phase, by API: queue (arrival to handler start), local (handler at work), remote (parked: on other shards, the group commit's fdatasync, or a fetch long poll), response_queue (response ready, waiting for earlier responses on the connection), response_send (writing it to the socket). Kafka's RequestQueueTimeMs, LocalTimeMs, RemoteTimeMs, ResponseQueueTimeMs and ResponseSendTimeMs.",
+    );
+    for (k, t) in &all.requests {
+        let api = api_name(*k);
+        for (phase, h) in t.phases() {
+            add_histogram(&mut f, &[("api", &api), ("phase", phase)], h);
+        }
     }
 
     let per_topic: [TopicMetric; 4] = [
@@ -266,29 +372,28 @@ pub fn render(
         ),
     ];
     for (name, help, get) in per_topic {
-        header(&mut out, name, "counter", help);
+        let mut f = e.counter(name, help);
         for (t, c) in &all.topics {
-            let _ = writeln!(out, "{name}{{topic=\"{}\"}} {}", escape(t), get(c));
+            f.sample(&[("topic", t)], get(c) as f64);
         }
     }
 
-    header(
-        &mut out,
+    e.counter(
         "weir_log_flushes_total",
-        "counter",
-        "O_DIRECT write (and fdatasync, per durability mode) cycles of partition logs.",
+        "O_DIRECT write (and fdatasync, per durability mode) cycles of partition logs (LogFlushRateAndTimeMs).",
+    )
+    .sample(&[], all.flushes as f64);
+    add_histogram(
+        &mut e.histogram(
+            "weir_log_flush_duration_seconds",
+            "Duration of one flush cycle (write plus fdatasync).",
+        ),
+        &[],
+        &all.flush_latency,
     );
-    let _ = writeln!(out, "weir_log_flushes_total {}", all.flushes);
-    header(
-        &mut out,
-        "weir_log_flush_duration_seconds",
-        "histogram",
-        "Duration of one flush cycle (write plus fdatasync).",
-    );
-    histogram(&mut out, "weir_log_flush_duration_seconds", "", &all.flush_latency);
 
     let g = &all.gauges;
-    let gauges: [(&str, &str, u64); 6] = [
+    let gauges: [(&str, &str, u64); 7] = [
         (
             "weir_partitions",
             "Partition replicas hosted by this node (PartitionCount).",
@@ -319,75 +424,70 @@ pub fn render(
             "Fetch requests parked waiting for data (fetch purgatory size).",
             g.fetch_waiters,
         ),
+        (
+            "weir_produce_purgatory_size",
+            "Produce requests (acks 1 or all) parked waiting for their appends to become durable (produce purgatory size).",
+            g.produce_waiters,
+        ),
     ];
     for (name, help, v) in gauges {
-        header(&mut out, name, "gauge", help);
-        let _ = writeln!(out, "{name} {v}");
+        e.gauge(name, help).sample(&[], v as f64);
     }
-    header(&mut out, "weir_connections_open", "gauge", "Kafka client connections open.");
-    let _ = writeln!(
-        out,
-        "weir_connections_open {}",
-        all.connections_opened.saturating_sub(all.connections_closed)
-    );
+    e.gauge("weir_connections_open", "Kafka client connections open.")
+        .sample(&[], all.connections_opened.saturating_sub(all.connections_closed) as f64);
 
-    header(
-        &mut out,
-        "weir_data_dir_bytes_used",
-        "gauge",
-        "Bytes used on the filesystem of each data directory.",
+    let mut f = e.gauge(
+        "weir_consumer_group_lag",
+        "Records between a group's committed offset and the partition's high watermark, for groups coordinated by this node and partitions it leads.",
     );
-    let spaces: Vec<_> =
-        data_dirs.iter().map(|d| (d, crate::storage::space::statvfs_space(d))).collect();
-    for (d, s) in &spaces {
-        if let Some((used, _)) = s {
-            let _ = writeln!(
-                out,
-                "weir_data_dir_bytes_used{{dir=\"{}\"}} {used}",
-                escape(&d.display().to_string())
+    for (group, topic, partition, committed) in &g.committed_offsets {
+        if let Some(hw) = g.high_watermarks.get(&(topic.clone(), *partition)) {
+            let lag = (*hw - *committed).max(0);
+            f.sample(
+                &[("group", group), ("topic", topic), ("partition", &partition.to_string())],
+                lag as f64,
             );
         }
     }
-    header(
-        &mut out,
+
+    let spaces: Vec<_> = data_dirs
+        .iter()
+        .map(|d| (d.display().to_string(), crate::storage::space::statvfs_space(d)))
+        .collect();
+    let mut f = e.gauge(
+        "weir_data_dir_bytes_used",
+        "Bytes used on the filesystem of each data directory.",
+    );
+    for (d, s) in &spaces {
+        if let Some((used, _)) = s {
+            f.sample(&[("dir", d)], *used as f64);
+        }
+    }
+    let mut f = e.gauge(
         "weir_data_dir_bytes_free",
-        "gauge",
         "Bytes available to the node on the filesystem of each data directory.",
     );
     for (d, s) in &spaces {
         if let Some((_, free)) = s {
-            let _ = writeln!(
-                out,
-                "weir_data_dir_bytes_free{{dir=\"{}\"}} {free}",
-                escape(&d.display().to_string())
-            );
+            f.sample(&[("dir", d)], *free as f64);
         }
     }
-    header(
-        &mut out,
+    e.gauge(
         "weir_data_dir_min_free_bytes",
-        "gauge",
         "The free-space threshold (data_dir_min_free_bytes) below which appends stop.",
-    );
-    let _ = writeln!(out, "weir_data_dir_min_free_bytes {min_free_bytes}");
-    header(
-        &mut out,
-        "weir_data_dir_appends_blocked",
-        "gauge",
-        "1 while a data directory refuses appends (on any shard) because its free space is below data_dir_min_free_bytes.",
-    );
+    )
+    .sample(&[], min_free_bytes as f64);
     // The shards' own state, not a fresh statvfs: a shard blocks on its
     // running estimate (free space minus what it appended since the last
     // reading), which the filesystem may not show yet.
-    for d in data_dirs {
-        let blocked = u8::from(all.gauges.blocked_dirs.contains(d));
-        let _ = writeln!(
-            out,
-            "weir_data_dir_appends_blocked{{dir=\"{}\"}} {blocked}",
-            escape(&d.display().to_string())
-        );
+    let mut f = e.gauge(
+        "weir_data_dir_appends_blocked",
+        "1 while a data directory refuses appends (on any shard) because its free space is below data_dir_min_free_bytes.",
+    );
+    for (d, path) in spaces.iter().map(|(d, _)| d).zip(data_dirs) {
+        f.sample(&[("dir", d)], f64::from(u8::from(g.blocked_dirs.contains(path))));
     }
-    out
+    e.render()
 }
 
 /// Serves `GET /metrics` from a plain thread with an exclusive listener (a
@@ -468,21 +568,37 @@ mod tests {
     #[test]
     fn histogram_buckets_are_cumulative_in_the_text() {
         let mut m = ShardMetrics::default();
-        let h = m.requests.entry(0).or_default();
+        let h = &mut m.requests.entry(0).or_default().total;
         h.observe(0.0002);
         h.observe(0.003);
         h.observe(20.0);
         let text = render(1, &[m.clone(), m], &[], 0);
-        assert!(text.contains("weir_requests_total{api=\"Produce\"} 6"));
+        assert!(text.contains("weir_requests_total{api=\"Produce\"} 6"), "{text}");
+        let bucket = |le: &str, n: u64| {
+            format!("weir_request_duration_seconds_bucket{{api=\"Produce\",le=\"{le}\"}} {n}\n")
+        };
+        assert!(text.contains(&bucket("0.0001", 0)), "{text}");
+        assert!(text.contains(&bucket("0.00025", 2)), "{text}");
+        assert!(text.contains(&bucket("0.005", 4)), "{text}");
+        assert!(text.contains(&bucket("10", 4)), "{text}");
+        assert!(text.contains(&bucket("+Inf", 6)), "{text}");
+    }
+
+    #[test]
+    fn consumer_lag_is_the_high_watermark_minus_the_committed_offset() {
+        let mut coordinator_shard = ShardMetrics::default();
+        coordinator_shard.gauges.committed_offsets =
+            vec![("g".into(), "t".into(), 0, 40), ("g".into(), "t".into(), 1, 5)];
+        let mut leader_shard = ShardMetrics::default();
+        leader_shard.gauges.high_watermarks.insert(("t".into(), 0), 100);
+        let text = render(1, &[coordinator_shard, leader_shard], &[], 0);
         assert!(
-            text.contains("weir_request_duration_seconds_bucket{api=\"Produce\",le=\"0.0005\"} 2")
+            text.contains("weir_consumer_group_lag{group=\"g\",partition=\"0\",topic=\"t\"} 60\n")
+                || text.contains(
+                    "weir_consumer_group_lag{group=\"g\",topic=\"t\",partition=\"0\"} 60\n"
+                ),
+            "{text}"
         );
-        assert!(
-            text.contains("weir_request_duration_seconds_bucket{api=\"Produce\",le=\"0.005\"} 4")
-        );
-        assert!(text.contains("weir_request_duration_seconds_bucket{api=\"Produce\",le=\"10\"} 4"));
-        assert!(
-            text.contains("weir_request_duration_seconds_bucket{api=\"Produce\",le=\"+Inf\"} 6")
-        );
+        assert!(!text.contains("partition=\"1\""), "no lag for a partition led elsewhere: {text}");
     }
 }

@@ -98,6 +98,9 @@ pub struct Shard {
     /// Fetches parked on this shard waiting for data (bounded by
     /// `Limits::fetch_waiters_per_shard_max`).
     pub fetch_waiters: Cell<usize>,
+    /// Produce requests (acks 1 or all) on this shard's connections waiting
+    /// for their appends to become durable; a gauge for `/metrics`.
+    pub produce_waiters: Cell<usize>,
     /// Free-space state of each data directory (see `storage::space`).
     pub space: HashMap<PathBuf, Rc<crate::storage::space::DirSpace>>,
     pub groups: crate::kafka::groups::ShardGroups,
@@ -137,6 +140,7 @@ impl Shard {
             peers,
             shutting_down: Cell::new(false),
             fetch_waiters: Cell::new(0),
+            produce_waiters: Cell::new(0),
             space,
             groups: Default::default(),
             this: RefCell::new(std::rc::Weak::new()),

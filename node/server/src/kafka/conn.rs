@@ -16,8 +16,10 @@ use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
+use crate::metrics::RequestClock;
 use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Instant;
 
 /// What a request produces.
 #[derive(Debug)]
@@ -117,7 +119,7 @@ async fn serve_inner(stream: TcpStream, shard: Rc<Shard>) {
     let (read_half, write_half) = futures_lite::io::split(stream);
     let mut reader = BufReader::with_capacity(64 << 10, read_half);
     let mut write_half = BufWriter::with_capacity(64 << 10, write_half);
-    let (tx, rx) = local_channel::new_bounded::<JoinHandle<Reply>>(
+    let (tx, rx) = local_channel::new_bounded::<(JoinHandle<Reply>, Option<Rc<RequestClock>>)>(
         shard.limits.connection_inflight_requests_max,
     );
     // Requests read but not yet answered: the writer flushes its buffer only
@@ -125,8 +127,9 @@ async fn serve_inner(stream: TcpStream, shard: Rc<Shard>) {
     let queued = Rc::new(Cell::new(0usize));
     let writer_queued = queued.clone();
     let writer = glommio::spawn_local(async move {
-        while let Some(task) = rx.recv().await {
+        while let Some((task, clock)) = rx.recv().await {
             let reply = task.await;
+            let send_started = Instant::now();
             writer_queued.set(writer_queued.get() - 1);
             match reply {
                 Some(Reply::Frame(frame)) => {
@@ -139,6 +142,9 @@ async fn serve_inner(stream: TcpStream, shard: Rc<Shard>) {
             }
             if writer_queued.get() == 0 && write_half.flush().await.is_err() {
                 break;
+            }
+            if let Some(clock) = clock {
+                clock.record(send_started, Instant::now());
             }
         }
         let _ = write_half.close().await;
@@ -159,13 +165,19 @@ async fn serve_inner(stream: TcpStream, shard: Rc<Shard>) {
         if reader.read_exact(&mut frame).await.is_err() {
             break;
         }
+        let arrived = Instant::now();
         let task = match parse_frame(Bytes::from(frame)) {
             Ok(Ok(request)) => {
                 let shard = shard.clone();
-                glommio::spawn_local(async move { super::dispatch(shard, request).await }).detach()
+                let clock = Rc::new(RequestClock::new(request.api_key as i16, arrived));
+                let timed = clock.clone();
+                let task = glommio::spawn_local(async move {
+                    super::dispatch(shard, request, timed).await
+                });
+                (task.detach(), Some(clock))
             }
             Ok(Err(immediate)) => {
-                glommio::spawn_local(async move { Reply::Frame(immediate) }).detach()
+                (glommio::spawn_local(async move { Reply::Frame(immediate) }).detach(), None)
             }
             Err(e) => {
                 tracing::warn!(?peer, "{e}; closing connection");

@@ -115,7 +115,12 @@ async fn wait_local(shard: Rc<Shard>, items: Vec<(TopicPartition, Offset)>, wait
     }
 }
 
-pub async fn handle(shard: Rc<Shard>, req: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(
+    shard: Rc<Shard>,
+    req: FetchRequest,
+    version: i16,
+    clock: &crate::metrics::RequestClock,
+) -> FetchResponse {
     let by_id = version >= 13;
     let started = Instant::now();
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -200,7 +205,7 @@ pub async fn handle(shard: Rc<Shard>, req: FetchRequest, version: i16) -> FetchR
                 items.iter().map(|i| (i.tp.clone(), i.offset)).collect();
             Box::pin(shard.run_on(*target, move |s| wait_local(s, items, remaining)))
         });
-        let _ = futures::future::select_all(waits).await;
+        let _ = clock.parked(futures::future::select_all(waits)).await;
     }
     FetchResponse::default().with_session_id(0).with_responses(responses)
 }

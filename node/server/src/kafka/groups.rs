@@ -235,6 +235,20 @@ impl ShardGroups {
     fn get(&self, partition: i32) -> Option<Rc<CoordinatorDriver>> {
         self.coordinators.borrow().get(&partition).cloned()
     }
+
+    /// Committed offsets of every group coordinated on this shard:
+    /// (group, topic, partition, offset), for the consumer-lag metric.
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let coordinators = self.coordinators.borrow();
+        let mut out = Vec::new();
+        for d in coordinators.values() {
+            let state = d.state.borrow();
+            out.extend(
+                state.committed_offsets().map(|(g, t, p, o)| (g.to_owned(), t.to_owned(), p, o)),
+            );
+        }
+        out
+    }
 }
 
 /// What a routed group request is, `Send` to cross shards.

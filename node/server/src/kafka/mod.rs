@@ -12,30 +12,32 @@ pub mod metadata;
 pub mod produce;
 pub mod producer_ids;
 
+use crate::metrics::RequestClock;
 use crate::shard::Shard;
 use conn::{Reply, Request};
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use std::rc::Rc;
 
-/// Handles one request and encodes its response, counting it per API.
-pub async fn dispatch(shard: Rc<Shard>, req: Request) -> Reply {
-    let started = std::time::Instant::now();
-    let key = req.api_key as i16;
-    let reply = handle(shard, req).await;
-    let secs = started.elapsed().as_secs_f64();
-    crate::metrics::with(|m| m.requests.entry(key).or_default().observe(secs));
+/// Handles one request and encodes its response, timing its phases on
+/// `clock` (the connection's writer records it once the response is sent).
+pub async fn dispatch(shard: Rc<Shard>, req: Request, clock: Rc<RequestClock>) -> Reply {
+    clock.start();
+    let reply = handle(shard, req, &clock).await;
+    clock.finish();
     reply
 }
 
-async fn handle(shard: Rc<Shard>, req: Request) -> Reply {
+async fn handle(shard: Rc<Shard>, req: Request, clock: &RequestClock) -> Reply {
     let version = req.version;
     let body = match req.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r)),
-        RequestKind::Produce(r) => match produce::handle(shard, r, version).await {
+        RequestKind::Produce(r) => match produce::handle(shard, r, version, clock).await {
             Some(resp) => ResponseKind::Produce(resp),
             None => return Reply::Nothing,
         },
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(shard, r, version).await),
+        RequestKind::Fetch(r) => {
+            ResponseKind::Fetch(fetch::handle(shard, r, version, clock).await)
+        }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(shard, r, version).await)
         }

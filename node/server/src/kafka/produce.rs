@@ -67,6 +67,7 @@ pub async fn handle(
     shard: Rc<Shard>,
     req: ProduceRequest,
     version: i16,
+    clock: &crate::metrics::RequestClock,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
     let by_id = version >= 13;
@@ -116,7 +117,11 @@ pub async fn handle(
             }
         }
     }
-    for (ti, index, out) in futures::future::join_all(work).await {
+    // Parked until every partition's append is durable (or refused).
+    let parked = (acks != 0).then(|| ProduceWaiter::new(&shard));
+    let done = clock.parked(futures::future::join_all(work)).await;
+    drop(parked);
+    for (ti, index, out) in done {
         topics[ti].2.push((index, out));
     }
     if acks == 0 {
@@ -144,6 +149,22 @@ pub async fn handle(
         })
         .collect();
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// Counts a produce request in the shard's produce purgatory while it lives.
+struct ProduceWaiter(Rc<Shard>);
+
+impl ProduceWaiter {
+    fn new(shard: &Rc<Shard>) -> ProduceWaiter {
+        shard.produce_waiters.set(shard.produce_waiters.get() + 1);
+        ProduceWaiter(shard.clone())
+    }
+}
+
+impl Drop for ProduceWaiter {
+    fn drop(&mut self) {
+        self.0.produce_waiters.set(self.0.produce_waiters.get() - 1);
+    }
 }
 
 fn transactional(id: &Option<kafka_protocol::messages::TransactionalId>) -> bool {
