@@ -205,6 +205,9 @@ impl Hub {
 pub struct ControllerHandle {
     pub(crate) tx: flume::Sender<Msg>,
     pub(crate) hub: Arc<Hub>,
+    /// Whether the controller runs in this process (`weir dev`): the node's
+    /// `/metrics` then carries the controller's metrics too.
+    pub(crate) in_process: bool,
 }
 
 impl std::fmt::Debug for ControllerHandle {
@@ -256,6 +259,11 @@ impl ControllerHandle {
     /// A copy of the current image.
     pub fn image(&self) -> MetadataImage {
         self.hub.image()
+    }
+
+    /// Whether the controller runs in this process.
+    pub fn is_in_process(&self) -> bool {
+        self.in_process
     }
 }
 
@@ -342,7 +350,10 @@ pub fn start_in_process_with(
         thread_hub.close(why);
         result
     })?;
-    Ok((ControllerHandle { tx: tx.clone(), hub }, ControllerJoin { tx, thread: Some(thread) }))
+    Ok((
+        ControllerHandle { tx: tx.clone(), hub, in_process: true },
+        ControllerJoin { tx, thread: Some(thread) },
+    ))
 }
 
 /// The controller thread: one command at a time, log before apply, publish
@@ -410,6 +421,7 @@ mod tests {
         let handle = ControllerHandle {
             tx: flume::bounded(1).0,
             hub: Arc::new(Hub::new(MetadataImage::default(), 1)),
+            in_process: true,
         };
         // The future is Send too, so tokio can spawn it; glommio does not need it.
         assert_send(&handle.submit(Command::RegisterNode(node(1))));

@@ -29,6 +29,7 @@ pub mod config;
 pub mod error;
 pub mod handle;
 pub mod log;
+pub mod metrics;
 pub mod remote;
 pub mod service;
 pub mod state;

@@ -328,7 +328,7 @@ pub fn connect_with(
         let _ = reader.get_ref().shutdown(Shutdown::Both);
     })?;
 
-    Ok(ControllerHandle { tx, hub })
+    Ok(ControllerHandle { tx, hub, in_process: false })
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::remote::serve_until;
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]
+    #[serde(alias = "human")]
     Text,
     /// One JSON object per line, for log collectors.
     Json,
@@ -75,6 +76,14 @@ pub struct ControllerConfig {
     /// size and the time a restart spends replaying it.
     #[serde(default = "default_snapshot_every_records")]
     pub snapshot_every_records: u64,
+    /// `host:port` of the Prometheus `/metrics` endpoint. Default
+    /// `127.0.0.1:9645`; port 0 picks a free one; an empty string turns it off.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: String,
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9645".into()
 }
 
 impl ControllerConfig {
@@ -91,7 +100,11 @@ pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .with_context(|| format!("log_level {level:?} is not a valid filter"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -124,6 +137,18 @@ pub fn run_until(config: ControllerConfig, stop: Arc<AtomicBool>) -> anyhow::Res
     let listener = std::net::TcpListener::bind(&config.listen)
         .with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "controller serving");
+    if !config.metrics_listen.is_empty() {
+        let metrics = std::net::TcpListener::bind(&config.metrics_listen)
+            .with_context(|| format!("metrics_listen {}", config.metrics_listen))?;
+        let addr = metrics.local_addr()?;
+        let image_of = handle.clone();
+        // One member today: this process is the active controller.
+        crate::metrics::serve_http(metrics, "ctl-metrics", move || {
+            crate::metrics::render(&image_of.image(), true)
+        })?;
+        tracing::info!(%addr, "metrics endpoint");
+        println!("metrics: http://{addr}/metrics");
+    }
     let serve_stop = Arc::new(AtomicBool::new(false));
     let server = {
         let stop = serve_stop.clone();
@@ -183,6 +208,7 @@ mod tests {
             log_level: "info".into(),
             defaults: ConfigDefaults::default(),
             snapshot_every_records: 10,
+            metrics_listen: "127.0.0.1:0".into(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let t = {

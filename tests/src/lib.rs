@@ -155,16 +155,7 @@ impl WeirDev {
 
     /// Fetches the node's `/metrics` page with a plain HTTP/1.1 GET.
     pub fn scrape(&self) -> String {
-        use std::io::{Read, Write};
-        let url = self.metrics_url.as_ref().expect("weir dev printed a metrics line");
-        let addr = url.trim_start_matches("http://").trim_end_matches("/metrics");
-        let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: weir\r\n\r\n").unwrap();
-        let mut response = String::new();
-        s.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        body.to_string()
+        scrape_url(self.metrics_url.as_ref().expect("weir dev printed a metrics line"))
     }
 
     pub fn log(&self) -> String {
@@ -176,4 +167,17 @@ impl Drop for WeirDev {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// GETs a `http://host:port/metrics` URL and returns the body (asserting 200).
+pub fn scrape_url(url: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").trim_end_matches("/metrics");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: weir\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
 }

@@ -34,6 +34,14 @@ const DOCUMENTED: &[&str] = &[
     "weir_data_dir_bytes_free",
     "weir_data_dir_min_free_bytes",
     "weir_data_dir_appends_blocked",
+    // weir dev runs its controller in-process: one endpoint carries both.
+    "weir_controller_active",
+    "weir_controller_metadata_version",
+    "weir_controller_registered_nodes",
+    "weir_controller_topics",
+    "weir_controller_partitions",
+    "weir_controller_offline_partitions",
+    "weir_controller_preferred_replica_imbalance",
 ];
 
 /// Parsed samples: (name, sorted labels) -> value; histograms by their series.
@@ -117,7 +125,10 @@ async fn metrics_are_documented_parse_and_move_under_load() {
     assert_eq!(get(&after, "weir_offline_partitions{}"), 0.0);
     assert!(get(&after, "weir_connections_open{}") >= 1.0);
     assert!(after.keys().any(|k| k.starts_with("weir_data_dir_bytes_free{dir=")));
-    assert_eq!(get(&after, "weir_consumer_group_lag{group=metered,partition=0,topic=metered}"), 20.0);
+    assert_eq!(
+        get(&after, "weir_consumer_group_lag{group=metered,partition=0,topic=metered}"),
+        20.0
+    );
     // Every produce was timed in each phase; the acks=all ones were parked
     // (remote) waiting for the group commit.
     for phase in ["queue", "local", "remote", "response_queue", "response_send"] {
@@ -126,4 +137,11 @@ async fn metrics_are_documented_parse_and_move_under_load() {
     }
     assert!(get(&after, "weir_request_duration_seconds{api=Fetch}") >= 1.0);
     assert_eq!(get(&after, "weir_produce_purgatory_size{}"), 0.0, "nothing left parked");
+    assert_eq!(get(&after, "weir_controller_active{}"), 1.0);
+    assert!(get(&after, "weir_controller_partitions{}") >= 1.0);
+    assert!(
+        get(&after, "weir_controller_metadata_version{}")
+            > get(&before, "weir_controller_metadata_version{}"),
+        "creating the topic appended metadata records"
+    );
 }

@@ -32,7 +32,7 @@ async fn controller_and_node_processes_serve_a_client() {
     std::fs::write(
         &controller_toml,
         format!(
-            "data_dir = {:?}\nlisten = \"127.0.0.1:{controller_port}\"\n",
+            "data_dir = {:?}\nlisten = \"127.0.0.1:{controller_port}\"\nmetrics_listen = \"127.0.0.1:0\"\n",
             dir.path().join("controller")
         ),
     )
@@ -46,12 +46,20 @@ async fn controller_and_node_processes_serve_a_client() {
         ),
     )
     .unwrap();
-    let controller = Command::new(workspace_bin("weir-controller"))
+    let mut controller = Command::new(workspace_bin("weir-controller"))
         .arg("--config")
         .arg(&controller_toml)
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn controller");
+    let controller_line = BufReader::new(controller.stdout.take().unwrap())
+        .lines()
+        .next()
+        .expect("controller prints its metrics address")
+        .unwrap();
+    let controller_metrics =
+        controller_line.strip_prefix("metrics: ").expect("a metrics line").to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", controller_port)).is_err() {
         assert!(Instant::now() < deadline, "controller never listened");
@@ -102,6 +110,18 @@ async fn controller_and_node_processes_serve_a_client() {
     // The metadata names the configured node id.
     let md = consumer.fetch_metadata(Some("split"), Duration::from_secs(5)).unwrap();
     assert_eq!(md.brokers()[0].id(), 7);
+    // The controller's own /metrics: it is the active controller, node 7 is
+    // registered, and it knows the topics (split and __consumer_offsets).
+    let text = weir_tests::scrape_url(&controller_metrics);
+    assert!(text.contains("weir_controller_active 1\n"), "{text}");
+    assert!(text.contains("weir_controller_registered_nodes 1\n"), "{text}");
+    assert!(text.contains("weir_controller_offline_partitions 0\n"), "{text}");
+    let topics = text
+        .lines()
+        .find_map(|l| l.strip_prefix("weir_controller_topics "))
+        .and_then(|v| v.parse::<u32>().ok())
+        .expect("topic count");
+    assert!(topics >= 1, "{text}");
     drop(consumer);
     drop(producer);
     assert!(terminate(node), "node exits cleanly on SIGTERM");

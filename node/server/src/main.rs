@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// TOML configuration file (see ops/deploy/weir-node.example.toml).
+    /// TOML configuration file (documented example: ops/deploy/node.toml).
     #[arg(long)]
     config: PathBuf,
 }

@@ -272,8 +272,7 @@ fn snapshot(shard: &Shard) -> ShardMetrics {
         };
         if view.leader == shard.node_id {
             g.leader_partitions += 1;
-            g.high_watermarks
-                .insert((tp.topic.to_string(), tp.partition.0), p.high_watermark().0);
+            g.high_watermarks.insert((tp.topic.to_string(), tp.partition.0), p.high_watermark().0);
             if view.isr.len() < view.replicas.len() {
                 g.under_replicated_partitions += 1;
             }
@@ -454,10 +453,8 @@ pub fn render(
         .iter()
         .map(|d| (d.display().to_string(), crate::storage::space::statvfs_space(d)))
         .collect();
-    let mut f = e.gauge(
-        "weir_data_dir_bytes_used",
-        "Bytes used on the filesystem of each data directory.",
-    );
+    let mut f =
+        e.gauge("weir_data_dir_bytes_used", "Bytes used on the filesystem of each data directory.");
     for (d, s) in &spaces {
         if let Some((used, _)) = s {
             f.sample(&[("dir", d)], *used as f64);
@@ -490,24 +487,24 @@ pub fn render(
     e.render()
 }
 
-/// Serves `GET /metrics` from a plain thread with an exclusive listener (a
-/// glommio listener would set SO_REUSEPORT, and two nodes on one port would
-/// then split scrapes silently). Each scrape asks every shard for a snapshot
-/// through its job inbox.
+/// Serves `GET /metrics` from a plain thread (see
+/// [`weir_controller::metrics::serve_http`]). Each scrape asks every shard for
+/// a snapshot through its job inbox. With the controller in this process
+/// (`weir dev`), its metrics are served here too: one endpoint per process.
 pub fn serve_thread(
     listener: std::net::TcpListener,
     shards: Vec<flume::Sender<crate::shard::Job>>,
     node_id: i32,
     data_dirs: Vec<std::path::PathBuf>,
     min_free_bytes: u64,
+    controller: Option<weir_controller::ControllerHandle>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("weir-metrics".into()).spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            if let Err(e) = answer(stream, &shards, node_id, &data_dirs, min_free_bytes) {
-                tracing::debug!("metrics connection: {e}");
-            }
+    weir_controller::metrics::serve_http(listener, "weir-metrics", move || {
+        let mut text = render(node_id, &gather(&shards), &data_dirs, min_free_bytes);
+        if let Some(c) = &controller {
+            text.push_str(&weir_controller::metrics::render(&c.image(), true));
         }
+        text
     })
 }
 
@@ -525,40 +522,6 @@ fn gather(shards: &[flume::Sender<crate::shard::Job>]) -> Vec<ShardMetrics> {
         })
         .collect();
     replies.into_iter().filter_map(|rx| futures::executor::block_on(rx).ok()).collect()
-}
-
-fn answer(
-    mut stream: std::net::TcpStream,
-    shards: &[flume::Sender<crate::shard::Job>],
-    node_id: i32,
-    data_dirs: &[std::path::PathBuf],
-    min_free_bytes: u64,
-) -> std::io::Result<()> {
-    use std::io::{Read, Write};
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-    // Read the request head, bounded: scrapes are tiny.
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf)?;
-        if n == 0 || head.len() + n > 8192 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
-    let (status, body, kind) = if line.starts_with(b"GET /metrics ") || line == b"GET /metrics" {
-        let body = render(node_id, &gather(shards), data_dirs, min_free_bytes);
-        ("200 OK", body, "text/plain; version=0.0.4; charset=utf-8")
-    } else {
-        ("404 Not Found", "only /metrics is served here\n".to_string(), "text/plain; charset=utf-8")
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes())?;
-    stream.flush()
 }
 
 #[cfg(test)]

@@ -60,6 +60,7 @@ pub fn start(
     controller: weir_controller::ControllerHandle,
 ) -> anyhow::Result<RunningNode> {
     config.validate()?;
+    let controller_for_metrics = controller.is_in_process().then(|| controller.clone());
     let mut locks = Vec::new();
     let mut crashed = false;
     for dir in &config.data_dirs {
@@ -169,6 +170,7 @@ pub fn start(
             config.node_id,
             config.data_dirs.clone(),
             config.data_dir_min_free_bytes,
+            controller_for_metrics,
         )?;
     }
     tracing::info!(shards, addr = %kafka_addr, metrics = ?metrics_addr, "node ready");

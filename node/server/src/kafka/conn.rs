@@ -8,6 +8,7 @@
 //! outstanding the reader stops reading the socket.
 
 use super::api_versions;
+use crate::metrics::RequestClock;
 use crate::shard::Shard;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -16,7 +17,6 @@ use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use crate::metrics::RequestClock;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Instant;
@@ -171,9 +171,10 @@ async fn serve_inner(stream: TcpStream, shard: Rc<Shard>) {
                 let shard = shard.clone();
                 let clock = Rc::new(RequestClock::new(request.api_key as i16, arrived));
                 let timed = clock.clone();
-                let task = glommio::spawn_local(async move {
-                    super::dispatch(shard, request, timed).await
-                });
+                let task =
+                    glommio::spawn_local(
+                        async move { super::dispatch(shard, request, timed).await },
+                    );
                 (task.detach(), Some(clock))
             }
             Ok(Err(immediate)) => {

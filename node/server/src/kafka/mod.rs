@@ -35,9 +35,7 @@ async fn handle(shard: Rc<Shard>, req: Request, clock: &RequestClock) -> Reply {
             Some(resp) => ResponseKind::Produce(resp),
             None => return Reply::Nothing,
         },
-        RequestKind::Fetch(r) => {
-            ResponseKind::Fetch(fetch::handle(shard, r, version, clock).await)
-        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(shard, r, version, clock).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(shard, r, version).await)
         }
