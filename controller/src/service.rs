@@ -179,6 +179,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_documented_example_config_loads() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/deploy/controller.toml");
+        let c = ControllerConfig::from_file(&path).expect("ops/deploy/controller.toml loads");
+        assert_eq!(c.metrics_listen, "127.0.0.1:9645");
+        c.defaults.validated().expect("its topic defaults are valid");
+    }
+
+    #[test]
     fn config_file_parses_with_defaults() {
         let c: ControllerConfig = toml::from_str(
             r#"

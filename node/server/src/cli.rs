@@ -4,14 +4,29 @@
 /// Sets up `tracing` output: human-readable by default, JSON when asked.
 /// Levels per module come from `RUST_LOG` (default `info`).
 pub fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    init_logging_with(format, "info");
+}
+
+/// Installs the log subscriber: `format` is `human`/`text` or `json`; `level`
+/// an EnvFilter directive (levels per module), overridden by `RUST_LOG`. An
+/// invalid directive falls back to `info` with a warning.
+pub fn init_logging_with(format: &str, level: &str) {
+    let (filter, bad) = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(f) => (f, None),
+        Err(_) => match tracing_subscriber::EnvFilter::try_new(level) {
+            Ok(f) => (f, None),
+            Err(e) => (tracing_subscriber::EnvFilter::new("info"), Some(e)),
+        },
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+    if let Some(e) = bad {
+        tracing::warn!("log_level {level:?} is not a valid filter ({e}); logging at info");
+    }
 }
 
 /// Makes any panic stop the whole process (fail-stop). A panic means an

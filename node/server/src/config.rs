@@ -58,8 +58,12 @@ pub struct NodeConfig {
     /// Kafka's `group.initial.rebalance.delay.ms` (Kafka: 3000; 0 here keeps
     /// tools and tests snappy).
     pub group_initial_rebalance_delay_ms: i64,
-    /// Log format: `human` (default) or `json`.
+    /// Log format: `human` (default; `text` is the same) or `json`.
     pub log_format: String,
+    /// Log filter in tracing's EnvFilter syntax: a level (`info`, the
+    /// default) or levels per module, e.g. `info,weir_node::kafka=debug`.
+    /// The `RUST_LOG` variable, when set, wins.
+    pub log_level: String,
     /// Below this many free bytes on a data directory's filesystem, that
     /// directory stops accepting appends (producers get a retriable
     /// KAFKA_STORAGE_ERROR); reads continue and appends resume once space
@@ -91,6 +95,7 @@ impl Default for NodeConfig {
             default_replication_factor: 1,
             group_initial_rebalance_delay_ms: 0,
             log_format: "human".into(),
+            log_level: "info".into(),
             metrics_listen: "127.0.0.1:9644".into(),
             data_dir_min_free_bytes: 256 << 20,
         }
@@ -115,6 +120,16 @@ impl NodeConfig {
             "socket_request_max_bytes must be at least 1024"
         );
         anyhow::ensure!(self.num_partitions >= 1, "num_partitions must be >= 1");
+        anyhow::ensure!(
+            matches!(self.log_format.as_str(), "human" | "text" | "json"),
+            "log_format {:?} is not one of human, text, json",
+            self.log_format
+        );
+        anyhow::ensure!(
+            tracing_subscriber::EnvFilter::try_new(&self.log_level).is_ok(),
+            "log_level {:?} is not a valid filter (e.g. info, or info,weir_node::kafka=debug)",
+            self.log_level
+        );
         Ok(())
     }
 
@@ -125,5 +140,32 @@ impl NodeConfig {
         } else {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_config_loads_and_names_every_option() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/deploy/node.toml");
+        let config = NodeConfig::load(&path).expect("ops/deploy/node.toml loads");
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Every option is present (uncommented) or shown commented out.
+        let every = toml::Value::try_from(NodeConfig::default()).unwrap();
+        for key in every.as_table().unwrap().keys() {
+            assert!(
+                text.lines().any(|l| {
+                    let l = l.trim_start_matches('#').trim_start();
+                    l.starts_with(&format!("{key} ")) || l.starts_with(&format!("{key}="))
+                }),
+                "ops/deploy/node.toml documents {key}"
+            );
+        }
+        assert!(!config.data_dirs.is_empty());
+        let bad = NodeConfig { log_format: "xml".into(), ..NodeConfig::default() };
+        assert!(bad.validate().is_err());
     }
 }

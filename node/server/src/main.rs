@@ -16,7 +16,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = weir_node::config::NodeConfig::load(&args.config)?;
-    weir_node::cli::init_logging(&config.log_format);
+    weir_node::cli::init_logging_with(&config.log_format, &config.log_level);
     weir_node::cli::install_fail_stop_panic_hook();
     let mut signals = weir_node::cli::catch_signals()?;
     let controller = weir_controller::connect(&config.controller)
