@@ -1,6 +1,33 @@
 //! `weir`: the operator CLI. `weir dev` runs a local single-node cluster (a
 //! controller and a node in one process) that a Kafka client can use at once.
+//!
+//! The other subcommands are tools for operators. Those that talk to a
+//! cluster use only the Kafka protocol ([`client`]), so they work against any
+//! Kafka-compatible broker:
+//!
+//! - `topics`, `groups`, `configs`, `cluster`: like `kafka-topics`,
+//!   `kafka-consumer-groups`, `kafka-configs`, `kafka-cluster`;
+//! - `produce`, `consume`: console producer and consumer;
+//! - `plan`: disk and retention sizing (no cluster needed);
+//! - `doctor`: checks of this host for running a node (no cluster needed);
+//! - `reassign`, `elect-leaders`: replica moves and preferred leaders.
+//!
+//! Tables go to stdout for people; `--output json` prints one JSON document
+//! for scripts (`consume` prints one JSON object per record, one per line).
+//! Errors go to stderr with a hint, and the exit status is 1.
 
+mod client;
+mod cluster;
+mod configs;
+mod console;
+mod doctor;
+mod groups;
+mod output;
+mod plan;
+mod reassign;
+mod topics;
+
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,12 +37,62 @@ use std::path::PathBuf;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Kafka bootstrap address, host:port, of any broker in the cluster.
+    #[arg(
+        long = "bootstrap-server",
+        alias = "bootstrap",
+        global = true,
+        env = "WEIR_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
+    bootstrap: String,
+    /// Output format: table (for people) or json (for scripts).
+    #[arg(long, global = true, value_enum, default_value = "table")]
+    output: output::Format,
+}
+
+/// What every subcommand gets from the global flags.
+pub struct Ctx {
+    pub bootstrap: String,
+    pub output: output::Format,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run a local development cluster (controller + one node) in the foreground.
     Dev(DevArgs),
+    /// Create, list, describe, alter and delete topics.
+    #[command(subcommand)]
+    Topics(topics::TopicsCommand),
+    /// List, describe, delete consumer groups and reset their offsets.
+    #[command(subcommand)]
+    Groups(groups::GroupsCommand),
+    /// Describe and alter configs of topics and nodes.
+    #[command(subcommand)]
+    Configs(configs::ConfigsCommand),
+    /// Cluster-wide views.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Produce lines from stdin as records.
+    Produce(console::ProduceArgs),
+    /// Consume records and print them, one per line.
+    Consume(console::ConsumeArgs),
+    /// Size a cluster: disk per node and maximum retention.
+    Plan(plan::PlanArgs),
+    /// Check this host for running a node (kernel, io_uring, memlock, disks).
+    Doctor(doctor::DoctorArgs),
+    /// Move partition replicas between nodes (AlterPartitionReassignments).
+    Reassign(reassign::ReassignArgs),
+    /// Move leadership back to the preferred replicas (ElectLeaders).
+    ElectLeaders(reassign::ElectArgs),
+}
+
+/// Parses `key=value`.
+pub fn parse_kv(s: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => bail!("expected key=value, got {s:?}"),
+    }
 }
 
 #[derive(clap::Args)]
@@ -35,6 +112,9 @@ struct DevArgs {
     /// Log format: human or json.
     #[arg(long, default_value = "human")]
     log_format: String,
+    /// Log levels: a level, or levels per module (e.g. info,weir_node::kafka=debug). RUST_LOG wins.
+    #[arg(long, default_value = "info")]
+    log_level: String,
     /// Port of the node's Prometheus /metrics endpoint on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 9644)]
     metrics_port: u16,
@@ -44,7 +124,7 @@ struct DevArgs {
 }
 
 fn dev(args: DevArgs) -> anyhow::Result<()> {
-    weir_node::cli::init_logging(&args.log_format);
+    weir_node::cli::init_logging_with(&args.log_format, &args.log_level);
     weir_node::cli::install_fail_stop_panic_hook();
     let mut signals = weir_node::cli::catch_signals()?;
     std::fs::create_dir_all(&args.data_dir)?;
@@ -65,6 +145,7 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
         shards: args.shards,
         durability,
         log_format: args.log_format.clone(),
+        log_level: args.log_level.clone(),
         metrics_listen: format!("127.0.0.1:{}", args.metrics_port),
         data_dir_min_free_bytes: args.min_free_bytes,
         ..Default::default()
@@ -82,8 +163,28 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
     node_result
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() {
+    let cli = Cli::parse();
+    let ctx = Ctx { bootstrap: cli.bootstrap, output: cli.output };
+    let result = match cli.command {
         Command::Dev(args) => dev(args),
+        Command::Topics(cmd) => topics::run(&ctx, cmd),
+        Command::Groups(cmd) => groups::run(&ctx, cmd),
+        Command::Configs(cmd) => configs::run(&ctx, cmd),
+        Command::Cluster(cmd) => cluster::run(&ctx, cmd),
+        Command::Produce(args) => console::produce(&ctx, args),
+        Command::Consume(args) => console::consume(&ctx, args),
+        Command::Plan(args) => plan::run(&ctx, args),
+        Command::Doctor(args) => doctor::run(&ctx, args),
+        Command::Reassign(args) => reassign::reassign(&ctx, args),
+        Command::ElectLeaders(args) => reassign::elect_leaders(&ctx, args),
+    };
+    match result {
+        Ok(()) => {}
+        Err(e) if e.downcast_ref::<doctor::ChecksFailed>().is_some() => std::process::exit(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
     }
 }

@@ -1,0 +1,349 @@
+//! `weir reassign` and `weir elect-leaders`: plain protocol calls
+//! (AlterPartitionReassignments, ListPartitionReassignments, ElectLeaders),
+//! like `kafka-reassign-partitions` and `kafka-leader-election`. The broker's
+//! error code is reported per partition as it comes.
+//!
+//! The reassignment file is Kafka's:
+//! `{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[1,2,3]}]}`.
+
+use crate::Ctx;
+use crate::client::{Client, check, error_name, topic_name};
+use crate::output::{Format, Table, print_json};
+use anyhow::{Context, Result, anyhow, bail};
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+use kafka_protocol::messages::*;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const TIMEOUT_MS: i32 = 30_000;
+/// ElectLeaders election type: the first live replica in the replica list.
+const ELECTION_PREFERRED: i8 = 0;
+/// ElectLeaders answers ELECTION_NOT_NEEDED where the preferred replica leads already.
+const ELECTION_NOT_NEEDED: i16 = 84;
+
+#[derive(clap::Args)]
+pub struct ReassignArgs {
+    /// Start the moves in the file.
+    #[arg(long, group = "mode", value_name = "FILE")]
+    execute: Option<PathBuf>,
+    /// Check whether the moves in the file are done.
+    #[arg(long, group = "mode", value_name = "FILE")]
+    verify: Option<PathBuf>,
+    /// Cancel the ongoing moves of the partitions in the file.
+    #[arg(long, group = "mode", value_name = "FILE")]
+    cancel: Option<PathBuf>,
+    /// List ongoing reassignments.
+    #[arg(long, group = "mode")]
+    list: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ElectArgs {
+    /// Elect the preferred replica (the first in the replica list) as leader.
+    #[arg(long, required = true)]
+    preferred: bool,
+    /// Only this topic (with --partition: only that partition).
+    #[arg(long)]
+    topic: Option<String>,
+    #[arg(long, requires = "topic")]
+    partition: Option<i32>,
+    /// Every partition in the cluster.
+    #[arg(long, conflicts_with = "topic")]
+    all_topic_partitions: bool,
+}
+
+type Plan = BTreeMap<(String, i32), Vec<i32>>;
+/// An ongoing move: [replicas, adding, removing].
+type Ongoing = BTreeMap<(String, i32), [Vec<i32>; 3]>;
+
+fn read_plan(path: &Path) -> Result<Plan> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let bad = || {
+        anyhow!(
+            "{}: expected {{\"version\":1,\"partitions\":[{{\"topic\":\"t\",\"partition\":0,\"replicas\":[1,2]}}]}}",
+            path.display()
+        )
+    };
+    let mut plan = Plan::new();
+    for p in doc["partitions"].as_array().ok_or_else(bad)? {
+        let topic = p["topic"].as_str().ok_or_else(bad)?.to_string();
+        let partition =
+            p["partition"].as_i64().and_then(|x| i32::try_from(x).ok()).ok_or_else(bad)?;
+        let replicas = p["replicas"]
+            .as_array()
+            .ok_or_else(bad)?
+            .iter()
+            .map(|r| r.as_i64().and_then(|x| i32::try_from(x).ok()).ok_or_else(bad))
+            .collect::<Result<Vec<_>>>()?;
+        plan.insert((topic, partition), replicas);
+    }
+    if plan.is_empty() {
+        bail!("{}: no partitions", path.display());
+    }
+    Ok(plan)
+}
+
+/// Sends AlterPartitionReassignments; `None` replicas cancel.
+fn alter(
+    client: &mut Client,
+    plan: &BTreeMap<(String, i32), Option<Vec<i32>>>,
+) -> Result<Vec<(String, i32, i16, String)>> {
+    let v = client.version::<AlterPartitionReassignmentsRequest>(0)?;
+    let mut topics: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
+    for ((t, p), r) in plan {
+        topics.entry(t).or_default().push(
+            ReassignablePartition::default()
+                .with_partition_index(*p)
+                .with_replicas(r.as_ref().map(|r| r.iter().map(|b| BrokerId(*b)).collect())),
+        );
+    }
+    let req =
+        AlterPartitionReassignmentsRequest::default().with_timeout_ms(TIMEOUT_MS).with_topics(
+            topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    ReassignableTopic::default().with_name(topic_name(t)).with_partitions(ps)
+                })
+                .collect(),
+        );
+    let resp = client.call(&req, v)?;
+    check(resp.error_code, resp.error_message.as_ref(), "AlterPartitionReassignments")?;
+    let mut out = Vec::new();
+    for t in resp.responses {
+        for p in t.partitions {
+            let msg = p.error_message.map(|m| m.to_string()).unwrap_or_default();
+            out.push((t.name.0.to_string(), p.partition_index, p.error_code, msg));
+        }
+    }
+    Ok(out)
+}
+
+/// Ongoing reassignments: (topic, partition) → (replicas, adding, removing).
+fn ongoing(client: &mut Client, only: Option<&Plan>) -> Result<Ongoing> {
+    let v = client.version::<ListPartitionReassignmentsRequest>(0)?;
+    let topics = only.map(|plan| {
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in plan.keys() {
+            by_topic.entry(t).or_default().push(*p);
+        }
+        by_topic
+            .into_iter()
+            .map(|(t, ps)| {
+                ListPartitionReassignmentsTopics::default()
+                    .with_name(topic_name(t))
+                    .with_partition_indexes(ps)
+            })
+            .collect()
+    });
+    let req = ListPartitionReassignmentsRequest::default()
+        .with_timeout_ms(TIMEOUT_MS)
+        .with_topics(topics);
+    let resp = client.call(&req, v)?;
+    check(resp.error_code, resp.error_message.as_ref(), "ListPartitionReassignments")?;
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    let mut out = BTreeMap::new();
+    for t in resp.topics {
+        for p in t.partitions {
+            out.insert(
+                (t.name.0.to_string(), p.partition_index),
+                [ids(&p.replicas), ids(&p.adding_replicas), ids(&p.removing_replicas)],
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn list_text(v: &[i32]) -> String {
+    v.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn print_results(ctx: &Ctx, results: &[(String, i32, i16, String)], action: &str) -> Result<()> {
+    let failed = results.iter().filter(|r| r.2 != 0).count();
+    match ctx.output {
+        Format::Json => print_json(&json!(
+            results
+                .iter()
+                .map(|(t, p, code, msg)| json!({
+                    "topic": t, "partition": p, "error_code": code,
+                    "error": (*code != 0).then(|| error_name(*code)), "message": msg,
+                }))
+                .collect::<Vec<_>>()
+        )),
+        Format::Table => {
+            let mut table = Table::new(&["TOPIC", "PARTITION", "RESULT", "MESSAGE"]);
+            for (t, p, code, msg) in results {
+                let result = if *code == 0 { action.to_string() } else { error_name(*code) };
+                table.row(vec![t.clone(), p.to_string(), result, msg.clone()]);
+            }
+            print!("{}", table.render());
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} partition(s) failed: see the error codes above");
+    }
+    Ok(())
+}
+
+pub fn reassign(ctx: &Ctx, a: ReassignArgs) -> Result<()> {
+    let mut client = Client::connect(&ctx.bootstrap)?;
+    if let Some(path) = &a.execute {
+        let plan = read_plan(path)?;
+        let results = alter(&mut client, &plan.into_iter().map(|(k, r)| (k, Some(r))).collect())?;
+        return print_results(ctx, &results, "started");
+    }
+    if let Some(path) = &a.cancel {
+        let plan = read_plan(path)?;
+        let results = alter(&mut client, &plan.into_keys().map(|k| (k, None)).collect())?;
+        return print_results(ctx, &results, "cancelled");
+    }
+    if let Some(path) = &a.verify {
+        let plan = read_plan(path)?;
+        let moving = ongoing(&mut client, Some(&plan))?;
+        let mut rows = Vec::new();
+        for ((t, p), target) in &plan {
+            let current = client
+                .metadata(Some(std::slice::from_ref(t)))?
+                .topics
+                .into_iter()
+                .flat_map(|x| x.partitions)
+                .find(|x| x.partition_index == *p)
+                .map(|x| x.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>());
+            let status = if moving.contains_key(&(t.clone(), *p)) {
+                "in progress"
+            } else if current.as_ref() == Some(target) {
+                "complete"
+            } else {
+                "not started or failed"
+            };
+            rows.push((t.clone(), *p, list_text(target), current.map(|c| list_text(&c)), status));
+        }
+        match ctx.output {
+            Format::Json => {
+                print_json(&json!(rows.iter().map(|(t, p, target, current, status)| json!({
+                "topic": t, "partition": p, "target": target, "replicas": current, "status": status,
+            })).collect::<Vec<_>>()))
+            }
+            Format::Table => {
+                let mut table = Table::new(&["TOPIC", "PARTITION", "TARGET", "REPLICAS", "STATUS"]);
+                for (t, p, target, current, status) in rows {
+                    table.row(vec![
+                        t,
+                        p.to_string(),
+                        target,
+                        crate::output::opt(current),
+                        status.into(),
+                    ]);
+                }
+                print!("{}", table.render());
+            }
+        }
+        return Ok(());
+    }
+    if !a.list {
+        bail!("choose one of --execute FILE, --verify FILE, --cancel FILE or --list");
+    }
+    let moving = ongoing(&mut client, None)?;
+    match ctx.output {
+        Format::Json => {
+            print_json(&json!(moving.iter().map(|((t, p), [r, add, remove])| json!({
+            "topic": t, "partition": p, "replicas": r, "adding": add, "removing": remove,
+        })).collect::<Vec<_>>()))
+        }
+        Format::Table => {
+            let mut table = Table::new(&["TOPIC", "PARTITION", "REPLICAS", "ADDING", "REMOVING"]);
+            for ((t, p), [r, add, remove]) in &moving {
+                table.row(vec![
+                    t.clone(),
+                    p.to_string(),
+                    list_text(r),
+                    list_text(add),
+                    list_text(remove),
+                ]);
+            }
+            if table.is_empty() {
+                println!("No partition reassignments in progress.");
+            } else {
+                print!("{}", table.render());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn elect_leaders(ctx: &Ctx, a: ElectArgs) -> Result<()> {
+    if !a.preferred {
+        bail!("only --preferred elections are supported");
+    }
+    if a.topic.is_none() && !a.all_topic_partitions {
+        bail!("choose --topic TOPIC [--partition N] or --all-topic-partitions");
+    }
+    let mut client = Client::connect(&ctx.bootstrap)?;
+    let v = client.version::<ElectLeadersRequest>(2)?;
+    let partitions = match &a.topic {
+        None => None,
+        Some(t) => {
+            let leaders = client.leaders(t)?;
+            let ps = match a.partition {
+                Some(p) if leaders.contains_key(&p) => vec![p],
+                Some(p) => bail!("topic {t} has no partition {p}"),
+                None => leaders.keys().copied().collect(),
+            };
+            Some(vec![
+                TopicPartitions::default().with_topic(topic_name(t.clone())).with_partitions(ps),
+            ])
+        }
+    };
+    let mut req = ElectLeadersRequest::default()
+        .with_topic_partitions(partitions)
+        .with_timeout_ms(TIMEOUT_MS);
+    if v >= 1 {
+        req.election_type = ELECTION_PREFERRED;
+    }
+    let resp = client.call(&req, v)?;
+    check(resp.error_code, None, "ElectLeaders")?;
+    let mut results = Vec::new();
+    for t in resp.replica_election_results {
+        for p in t.partition_result {
+            let msg = p.error_message.map(|m| m.to_string()).unwrap_or_default();
+            // Already led by the preferred replica: not a failure.
+            let (code, msg) = if p.error_code == ELECTION_NOT_NEEDED {
+                (0, "preferred replica leads already".to_string())
+            } else {
+                (p.error_code, msg)
+            };
+            results.push((t.topic.0.to_string(), p.partition_id, code, msg));
+        }
+    }
+    print_results(ctx, &results, "elected")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reassignment_files_parse_or_say_what_is_expected() {
+        let dir = std::env::temp_dir().join(format!("weir-reassign-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.json");
+        std::fs::write(
+            &good,
+            r#"{"version":1,"partitions":[{"topic":"t","partition":1,"replicas":[2,3]}]}"#,
+        )
+        .unwrap();
+        let plan = read_plan(&good).unwrap();
+        assert_eq!(plan.get(&("t".to_string(), 1)), Some(&vec![2, 3]));
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, r#"{"partitions":[{"topic":"t"}]}"#).unwrap();
+        assert!(read_plan(&bad).unwrap_err().to_string().contains("expected"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
