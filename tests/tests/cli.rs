@@ -38,6 +38,13 @@ fn weir(bootstrap: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
+/// `weir groups reset-offsets --group billing ARGS`.
+fn reset(bootstrap: &str, args: &[&str]) -> String {
+    let mut all = vec!["groups", "reset-offsets", "--group", "billing"];
+    all.extend_from_slice(args);
+    weir(bootstrap, &all)
+}
+
 fn weir_json(bootstrap: &str, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["--output", "json"]);
@@ -467,115 +474,31 @@ fn console_tools_and_group_lag_and_reset() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let before = group_offsets(&b, "billing");
-    let plan = weir(
-        &b,
-        &[
-            "groups",
-            "reset-offsets",
-            "--group",
-            "billing",
-            "--all-topics",
-            "--to-earliest",
-            "--dry-run",
-        ],
-    );
+    let plan = reset(&b, &["--all-topics", "--to-earliest", "--dry-run"]);
     let pr = rows(&plan);
     assert_eq!(pr[0], ["GROUP", "TOPIC", "PARTITION", "PREVIOUS-OFFSET", "NEW-OFFSET"]);
     assert_eq!(pr[1], ["billing", "events", "0", &current.unwrap().to_string(), "0"]);
     assert_eq!(group_offsets(&b, "billing"), before, "a dry run commits nothing");
 
     // --execute moves the committed offsets; lag grows to the whole log.
-    weir(
-        &b,
-        &[
-            "groups",
-            "reset-offsets",
-            "--group",
-            "billing",
-            "--all-topics",
-            "--to-earliest",
-            "--execute",
-        ],
-    );
+    reset(&b, &["--all-topics", "--to-earliest", "--execute"]);
     let after = group_offsets(&b, "billing");
     assert_eq!(after[0].current, Some(0));
     assert_eq!(after[0].lag, Some(15));
     // --shift-by and --to-offset stay inside the log; --to-latest goes to the end.
-    weir(
-        &b,
-        &[
-            "groups",
-            "reset-offsets",
-            "--group",
-            "billing",
-            "--topic",
-            "events:0",
-            "--shift-by",
-            "7",
-            "--execute",
-        ],
-    );
+    reset(&b, &["--topic", "events:0", "--shift-by", "7", "--execute"]);
     assert_eq!(group_offsets(&b, "billing")[0].current, Some(7));
-    weir(
-        &b,
-        &[
-            "groups",
-            "reset-offsets",
-            "--group",
-            "billing",
-            "--topic",
-            "events:0",
-            "--shift-by",
-            "-100",
-            "--execute",
-        ],
-    );
+    reset(&b, &["--topic", "events:0", "--shift-by", "-100", "--execute"]);
     assert_eq!(group_offsets(&b, "billing")[0].current, Some(0));
-    weir(
-        &b,
-        &[
-            "groups",
-            "reset-offsets",
-            "--group",
-            "billing",
-            "--topic",
-            "events",
-            "--to-latest",
-            "--execute",
-        ],
-    );
+    reset(&b, &["--topic", "events", "--to-latest", "--execute"]);
     assert!(group_offsets(&b, "billing").iter().all(|r| r.lag == Some(0)));
     // --to-datetime long ago: the earliest offset.
-    weir(
-        &b,
-        &[
-            "groups",
-            "reset-offsets",
-            "--group",
-            "billing",
-            "--topic",
-            "events:0",
-            "--to-datetime",
-            "2000-01-01T00:00:00.000",
-            "--execute",
-        ],
-    );
+    reset(&b, &["--topic", "events:0", "--to-datetime", "2000-01-01T00:00:00.000", "--execute"]);
     assert_eq!(group_offsets(&b, "billing")[0].current, Some(0));
     // --from-file.
     let file = dev.data_dir.join("offsets.csv");
     std::fs::write(&file, "events,0,9\n").unwrap();
-    weir(
-        &b,
-        &[
-            "groups",
-            "reset-offsets",
-            "--group",
-            "billing",
-            "--from-file",
-            file.to_str().unwrap(),
-            "--execute",
-        ],
-    );
+    reset(&b, &["--from-file", file.to_str().unwrap(), "--execute"]);
     assert_eq!(group_offsets(&b, "billing")[0].current, Some(9));
 
     // A consumer with --group starts at the committed offset and commits.
