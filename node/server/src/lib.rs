@@ -13,7 +13,6 @@ pub mod limits;
 pub mod metadata_sync;
 pub mod metrics;
 pub mod node;
-pub mod quic;
 pub mod rt;
 pub mod shard;
 pub mod storage;

@@ -1,5 +1,7 @@
-//! Node-to-node transport: QUIC with mutual TLS, carrying rkyv-framed
-//! messages whose bodies are raw record batches.
+//! `weir-net`: the cluster's transport: QUIC with mutual TLS, carrying
+//! rkyv-framed messages whose bodies are raw bytes (record batches for
+//! replication). A crate of its own so that nodes (replication) and
+//! controllers (Raft) share one transport, TLS set-up and set of limits.
 //!
 //! ```text
 //!  follower shard ──PeerClient::request(FetchRequest)──▶ QUIC thread ══QUIC══▶ leader's
@@ -15,7 +17,7 @@
 //! * `endpoint` — the QUIC thread and the flume bridge the shards use.
 //! * `limits` — every bound the transport enforces.
 //!
-//! This module moves bytes between nodes and authenticates them; it never
+//! This crate moves bytes between nodes and authenticates them; it never
 //! interprets a body and holds no replica state (that is the sans-IO replica
 //! core's, driven by the shard that owns each partition).
 

@@ -1,4 +1,4 @@
-//! The node-to-node QUIC transport on 127.0.0.1: fetch frames with multi-MiB
+//! The cluster transport (weir-net) on 127.0.0.1: fetch frames with multi-MiB
 //! bodies arrive byte-identical (driven from a glommio shard), mutual TLS
 //! refuses certificates from another CA and checks the dialled node id, bad
 //! frames are refused without taking the endpoint down, and a throughput run
@@ -9,9 +9,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use weir_node::quic::frame::{PREFIX_BYTES, Prefix};
-use weir_node::quic::tls::{self, DevCa, NodeIdentity, TrustRoots};
-use weir_node::quic::{
+use weir_net::frame::{PREFIX_BYTES, Prefix};
+use weir_net::tls::{self, DevCa, NodeIdentity, TrustRoots};
+use weir_net::{
     DivergingEpoch, Endpoint, EndpointConfig, FetchPartition, FetchPartitionResponse, FetchRequest,
     FetchResponse, FrameError, Header, InboundRequest, TransportError,
 };
@@ -277,7 +277,7 @@ fn bad_frames_are_refused_and_the_endpoint_serves_on() {
         send.write_all(&valid).await.unwrap();
         send.finish().unwrap();
         let answer = recv.read_to_end(1 << 20).await.expect("valid request answered");
-        let frame = weir_node::quic::Frame::decode(answer.into()).expect("decode response");
+        let frame = weir_net::Frame::decode(answer.into()).expect("decode response");
         assert_eq!(frame.body, pattern(16, 3));
     });
 
