@@ -88,6 +88,7 @@ pub mod index;
 pub mod log;
 pub mod producer_state;
 pub mod recovery;
+pub mod replica;
 
 /// Kafka's "no timestamp" (`RecordBatch.NO_TIMESTAMP`).
 pub const NO_TIMESTAMP: i64 = -1;
