@@ -247,6 +247,24 @@ impl ControllerHandle {
         rx.recv().unwrap_or_else(|_| Err(self.hub.closed_error()))
     }
 
+    /// Queues `cmd` without waiting; poll the returned [`PendingSubmit`] for
+    /// the answer. For executors that must not hand their wakers to the
+    /// controller's thread (glommio, see `weir_node::shard::Shard::submit`).
+    /// `Err(cmd)` when the controller's queue is full: retry later.
+    #[allow(clippy::result_large_err)]
+    pub fn try_submit(&self, cmd: Command) -> Result<PendingSubmit, Command> {
+        let (reply, rx) = flume::bounded(1);
+        match self.tx.try_send(Msg::Submit(Request { cmd, reply })) {
+            Ok(()) | Err(flume::TrySendError::Disconnected(_)) => {
+                // Disconnected: the reply sender is gone with the message,
+                // so the pending answer reads as "controller stopped".
+                Ok(PendingSubmit { rx, hub: self.hub.clone() })
+            }
+            Err(flume::TrySendError::Full(Msg::Submit(r))) => Err(r.cmd),
+            Err(flume::TrySendError::Full(Msg::Stop)) => unreachable!("only Submit is sent here"),
+        }
+    }
+
     /// The current image and a channel of the deltas that follow it, in order.
     ///
     /// The channel is bounded; a subscriber that falls behind receives a
@@ -264,6 +282,23 @@ impl ControllerHandle {
     /// Whether the controller runs in this process.
     pub fn is_in_process(&self) -> bool {
         self.in_process
+    }
+}
+
+/// A command queued with [`ControllerHandle::try_submit`], answered later.
+pub struct PendingSubmit {
+    rx: flume::Receiver<Reply>,
+    hub: Arc<Hub>,
+}
+
+impl PendingSubmit {
+    /// The answer, once there is one (never blocks, registers no waker).
+    pub fn try_take(&self) -> Option<Result<CommandResult, ControllerError>> {
+        match self.rx.try_recv() {
+            Ok(r) => Some(r.map(|(r, _)| r)),
+            Err(flume::TryRecvError::Empty) => None,
+            Err(flume::TryRecvError::Disconnected) => Some(Err(self.hub.closed_error())),
+        }
     }
 }
 

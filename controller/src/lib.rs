@@ -37,7 +37,8 @@ pub mod state;
 pub use config::{ConfigDefaults, ConfigEntry, ConfigOp, ConfigOpType, TopicConfig};
 pub use error::ControllerError;
 pub use handle::{
-    ControllerHandle, ControllerJoin, ControllerOptions, start_in_process, start_in_process_with,
+    ControllerHandle, ControllerJoin, ControllerOptions, PendingSubmit, start_in_process,
+    start_in_process_with,
 };
 pub use remote::{connect, serve, serve_until};
 pub use service::{ControllerConfig, run, run_until};

@@ -16,8 +16,10 @@ pub struct Limits {
     /// Requests read but not yet answered on one connection. At the bound the
     /// connection stops reading, so a client pipelining too far waits.
     pub connection_inflight_requests_max: usize,
-    /// Cross-shard inbox depth per shard. Senders wait when it is full.
-    pub shard_inbox_depth_max: usize,
+    /// Cross-shard jobs one shard may have outstanding on another; a task
+    /// waits for a permit beyond it. Bounds every shard's inbox to
+    /// shards × this (jobs) plus as many answers.
+    pub shard_jobs_in_flight_per_peer_max: usize,
     /// Bytes a partition may hold appended but not yet written to the device.
     /// Producers wait for the flush when a partition reaches it.
     pub partition_unflushed_bytes_max: usize,
@@ -48,7 +50,7 @@ impl Limits {
         Limits {
             request_frame_bytes_max: config.socket_request_max_bytes,
             connection_inflight_requests_max: 128,
-            shard_inbox_depth_max: 1024,
+            shard_jobs_in_flight_per_peer_max: 512,
             partition_unflushed_bytes_max: 8 << 20,
             write_chunk_bytes: 256 << 10,
             write_behind_ms_max: config.write_behind_ms,

@@ -269,7 +269,7 @@ pub async fn allocate_producer_ids(
     count: u64,
 ) -> Result<(i64, u64), ControllerError> {
     let cmd = Command::AllocateProducerIds { node: shard.node_id, count: count as u32 };
-    match shard.controller.submit(cmd).await? {
+    match shard.submit(cmd).await? {
         CommandResult::ProducerIds { first, count } => Ok((first.0, count as u64)),
         other => {
             Err(ControllerError::Unavailable(format!("unexpected controller answer {other:?}")))

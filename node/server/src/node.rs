@@ -107,7 +107,9 @@ pub fn start(
     let shards = config.shard_count();
     let limits = Limits::from_config(&config);
     let (senders, receivers): (Vec<_>, Vec<_>) =
-        (0..shards).map(|_| flume::bounded::<Job>(limits.shard_inbox_depth_max)).unzip();
+        // Unbounded channels, bounded by run_on's per-peer permits: a send
+        // never waits (see Shard::run_on).
+        (0..shards).map(|_| flume::unbounded::<Job>()).unzip();
     let receivers = Arc::new(Mutex::new(receivers.into_iter().map(Some).collect::<Vec<_>>()));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let next_index = Arc::new(std::sync::atomic::AtomicUsize::new(0));

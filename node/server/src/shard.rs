@@ -94,6 +94,9 @@ pub struct Shard {
     pub partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
     pub cache: Rc<RefCell<ShardCache>>,
     pub peers: Vec<flume::Sender<Job>>,
+    /// Permits for jobs this shard may have outstanding on each shard
+    /// (`Limits::shard_jobs_in_flight_per_peer_max`); they bound the inboxes.
+    peer_slots: Vec<glommio::sync::Semaphore>,
     pub shutting_down: Cell<bool>,
     /// Fetches parked on this shard waiting for data (bounded by
     /// `Limits::fetch_waiters_per_shard_max`).
@@ -126,6 +129,9 @@ impl Shard {
                 (d.clone(), Rc::new(space))
             })
             .collect();
+        let peer_slots = (0..shard_count)
+            .map(|_| glommio::sync::Semaphore::new(limits.shard_jobs_in_flight_per_peer_max as u64))
+            .collect();
         let shard = Rc::new(Shard {
             id,
             shard_count,
@@ -138,6 +144,7 @@ impl Shard {
             metadata_changed: Event::new(),
             partitions: RefCell::new(HashMap::new()),
             peers,
+            peer_slots,
             shutting_down: Cell::new(false),
             fetch_waiters: Cell::new(0),
             produce_waiters: Cell::new(0),
@@ -170,6 +177,15 @@ impl Shard {
     }
 
     /// Runs `f` on shard `target` and returns its result.
+    ///
+    /// The answer comes back as a job through this shard's own inbox, so the
+    /// waiting task is only ever woken by its own thread. glommio 0.9 (and
+    /// glommio-ng 0.12) can free a task twice when a foreign thread drops the
+    /// last waker of a task while its own thread completes it (seen as
+    /// "double free" aborts under cross-shard load); only the long-lived inbox
+    /// tasks are ever woken from other threads. Both inboxes are unbounded
+    /// channels, so no send waits (which would hand a waker to the other
+    /// thread); what bounds them is the per-peer permit taken here.
     pub async fn run_on<T, F, Fut>(&self, target: ShardId, f: F) -> Result<T, ShardGone>
     where
         T: Send + 'static,
@@ -179,14 +195,51 @@ impl Shard {
         if target == self.id {
             return Ok(f(self.rc()).await);
         }
+        let _permit =
+            self.peer_slots[target.0 as usize].acquire_permit(1).await.map_err(|_| ShardGone)?;
         let (tx, rx) = futures::channel::oneshot::channel();
+        let home = self.peers[self.id.0 as usize].clone();
         let job: Job = Box::new(move |shard| {
             Box::pin(async move {
-                let _ = tx.send(f(shard).await);
+                let out = f(shard).await;
+                let answer: Job = Box::new(move |_| {
+                    Box::pin(async move {
+                        let _ = tx.send(out);
+                    })
+                });
+                let _ = home.send(answer);
             })
         });
-        self.peers[target.0 as usize].send_async(job).await.map_err(|_| ShardGone)?;
+        self.peers[target.0 as usize].send(job).map_err(|_| ShardGone)?;
         rx.await.map_err(|_| ShardGone)
+    }
+
+    /// Runs a controller command and returns its answer, polling for it
+    /// rather than handing this task's waker to the controller's thread (see
+    /// [`Shard::run_on`] on glommio's foreign wakes). Commands are rare
+    /// (topic and config changes, producer-id blocks); a millisecond of
+    /// polling is nothing next to the metadata log's fsync.
+    pub async fn submit(
+        &self,
+        cmd: weir_controller::Command,
+    ) -> Result<weir_controller::CommandResult, weir_controller::ControllerError> {
+        let tick = std::time::Duration::from_millis(1);
+        let mut cmd = cmd;
+        let pending = loop {
+            match self.controller.try_submit(cmd) {
+                Ok(p) => break p,
+                Err(back) => {
+                    cmd = back;
+                    glommio::timer::sleep(tick).await;
+                }
+            }
+        };
+        loop {
+            if let Some(answer) = pending.try_take() {
+                return answer;
+            }
+            glommio::timer::sleep(tick).await;
+        }
     }
 
     /// Runs `f` on every shard and collects the results in shard order.

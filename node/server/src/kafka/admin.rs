@@ -68,7 +68,7 @@ pub async fn auto_create(shard: &Rc<Shard>, names: &[String]) -> HashMap<String,
     let mut errors = HashMap::new();
     for name in names {
         let cmd = Command::create_topic(name.clone(), shard.config.num_partitions, -1);
-        match shard.controller.submit(cmd).await {
+        match shard.submit(cmd).await {
             Ok(CommandResult::TopicCreated { topic, .. }) => {
                 await_topic_ready(shard, topic.name.clone(), topic.partitions.len()).await;
             }
@@ -90,7 +90,7 @@ pub async fn ensure_internal_topic(shard: &Rc<Shard>, name: &str) -> Result<(), 
         return Ok(());
     }
     let cmd = Command::create_consumer_offsets(shard.config.default_replication_factor);
-    match shard.controller.submit(cmd).await {
+    match shard.submit(cmd).await {
         Ok(CommandResult::TopicCreated { topic, .. }) => {
             await_topic_ready(shard, topic.name, topic.partitions.len()).await;
             Ok(())
@@ -163,7 +163,7 @@ pub async fn create_topics(shard: Rc<Shard>, req: CreateTopicsRequest) -> Create
             internal: false,
             validate_only: req.validate_only,
         };
-        match shard.controller.submit(cmd).await {
+        match shard.submit(cmd).await {
             Ok(CommandResult::TopicCreated { topic, configs }) => {
                 if !req.validate_only {
                     await_topic_ready(&shard, name.clone(), topic.partitions.len()).await;
@@ -218,7 +218,7 @@ pub async fn delete_topics(
         let mut r = DeletableTopicResult::default()
             .with_name(name.clone().map(|n| TopicName(s(n))))
             .with_topic_id(id);
-        match shard.controller.submit(Command::DeleteTopic { topic }).await {
+        match shard.submit(Command::DeleteTopic { topic }).await {
             Ok(CommandResult::TopicDeleted { name, id }) => {
                 let gone = name.clone();
                 await_shards(&shard, move |s| {
@@ -257,7 +257,7 @@ pub async fn create_partitions(
             validate_only: req.validate_only,
         };
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name);
-        match shard.controller.submit(cmd).await {
+        match shard.submit(cmd).await {
             Ok(_) => {
                 if !req.validate_only {
                     await_topic_ready(&shard, name, t.count.max(0) as usize).await;
@@ -380,7 +380,7 @@ async fn alter_topic_config(
     validate_only: bool,
 ) -> Result<(), ControllerError> {
     let cmd = Command::AlterConfigs { topic: topic.clone(), ops, replace_all, validate_only };
-    let result = shard.controller.submit(cmd).await?;
+    let result = shard.submit(cmd).await?;
     if let CommandResult::ConfigsAltered { overrides, .. } = result
         && !validate_only
     {
