@@ -30,6 +30,7 @@ pub mod error;
 pub mod handle;
 pub mod log;
 pub mod metrics;
+pub mod raft;
 pub mod remote;
 pub mod service;
 pub mod state;

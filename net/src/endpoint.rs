@@ -351,7 +351,7 @@ impl PeerClient {
         }
         let wait_ms = match &header {
             Header::FetchRequest(r) => u64::from(r.max_wait_ms.min(FETCH_WAIT_MS_MAX)),
-            Header::FetchResponse(_) => 0,
+            Header::FetchResponse(_) | Header::RaftRequest(_) | Header::RaftResponse(_) => 0,
         };
         let head = header.encode_head(body.len()).map_err(TransportError::Outgoing)?;
         let permit =
@@ -567,7 +567,8 @@ async fn serve_stream(
 fn claims_peer(header: &Header, peer: NodeId) -> bool {
     match header {
         Header::FetchRequest(r) => r.follower == peer.0,
-        Header::FetchResponse(_) => false,
+        Header::RaftRequest(r) => r.from == peer.0,
+        Header::FetchResponse(_) | Header::RaftResponse(_) => false,
     }
 }
 

@@ -196,12 +196,40 @@ impl FetchResponse {
     }
 }
 
+/// Which Raft RPC a `RaftRequest` / `RaftResponse` frame carries. The
+/// controller quorum (weir-controller's `raft` module) owns the body's
+/// encoding; the transport only routes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum RaftRpc {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+/// A Raft RPC from one controller member to another. Body: the encoded RPC
+/// (opaque here; never empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct RaftRequest {
+    /// The sending member. The receiving endpoint refuses the request unless
+    /// the sender's certificate names this id.
+    pub from: i32,
+    pub rpc: RaftRpc,
+}
+
+/// The answer to a `RaftRequest`. Body: the encoded result (never empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct RaftResponse {
+    pub rpc: RaftRpc,
+}
+
 /// Every message the transport carries. Which variants are requests and
 /// which responses is fixed (`is_request`).
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum Header {
     FetchRequest(FetchRequest),
     FetchResponse(FetchResponse),
+    RaftRequest(RaftRequest),
+    RaftResponse(RaftResponse),
 }
 
 impl Header {
@@ -209,11 +237,13 @@ impl Header {
         match self {
             Header::FetchRequest(_) => "FetchRequest",
             Header::FetchResponse(_) => "FetchResponse",
+            Header::RaftRequest(_) => "RaftRequest",
+            Header::RaftResponse(_) => "RaftResponse",
         }
     }
 
     pub fn is_request(&self) -> bool {
-        matches!(self, Header::FetchRequest(_))
+        matches!(self, Header::FetchRequest(_) | Header::RaftRequest(_))
     }
 
     /// Checks the limits rkyv cannot know: list lengths, names, and that the
@@ -255,6 +285,11 @@ impl Header {
                 }
                 if total != body_len as u64 {
                     return limit(format!("records_len sum {total} != body of {body_len} bytes"));
+                }
+            }
+            Header::RaftRequest(_) | Header::RaftResponse(_) => {
+                if body_len == 0 {
+                    return limit("a Raft frame without a body".into());
                 }
             }
         }
@@ -399,6 +434,18 @@ mod tests {
     fn refuses_body_not_matching_header() {
         let frame = Frame { header: response(&[4]), body: Bytes::from_static(b"abc") };
         assert!(matches!(frame.encode(), Err(FrameError::Limit(_))));
+    }
+
+    #[test]
+    fn raft_frames_round_trip_with_opaque_bodies() {
+        let header = Header::RaftRequest(RaftRequest { from: 3, rpc: RaftRpc::Vote });
+        assert!(header.is_request());
+        let frame = Frame { header, body: Bytes::from_static(b"{\"vote\":1}") };
+        assert_eq!(Frame::decode(frame.encode().unwrap()).unwrap(), frame);
+        let header = Header::RaftResponse(RaftResponse { rpc: RaftRpc::AppendEntries });
+        assert!(!header.is_request());
+        let empty = Frame { header, body: Bytes::new() };
+        assert!(matches!(empty.encode(), Err(FrameError::Limit(_))));
     }
 
     #[test]
