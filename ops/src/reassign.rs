@@ -5,6 +5,9 @@
 //!
 //! The reassignment file is Kafka's:
 //! `{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[1,2,3]}]}`.
+//! `--generate` proposes one from Kafka's topics file
+//! (`{"version":1,"topics":[{"topic":"t"}]}`) and a node list, spreading
+//! replicas as Kafka's rack-unaware assignment does.
 
 use crate::Ctx;
 use crate::client::{Client, check, error_name, topic_name};
@@ -28,6 +31,13 @@ const ELECTION_NOT_NEEDED: i16 = 84;
 
 #[derive(clap::Args)]
 pub struct ReassignArgs {
+    /// Propose a reassignment of the topics in the file
+    /// (`{"version":1,"topics":[{"topic":"t"}]}`) onto `--broker-list`.
+    #[arg(long, group = "mode", value_name = "FILE", requires = "broker_list")]
+    generate: Option<PathBuf>,
+    /// Nodes to place replicas on, e.g. `1,2,3` (with `--generate`).
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    broker_list: Vec<i32>,
     /// Start the moves in the file.
     #[arg(long, group = "mode", value_name = "FILE")]
     execute: Option<PathBuf>,
@@ -192,8 +202,115 @@ fn print_results(ctx: &Ctx, results: &[(String, i32, i16, String)], action: &str
     Ok(())
 }
 
+/// Reads Kafka's topics-to-move file.
+fn read_topics(path: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let bad = || {
+        anyhow!("{}: expected {{\"version\":1,\"topics\":[{{\"topic\":\"t\"}}]}}", path.display())
+    };
+    let topics = doc["topics"]
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|t| t["topic"].as_str().map(str::to_string).ok_or_else(bad))
+        .collect::<Result<Vec<_>>>()?;
+    if topics.is_empty() {
+        bail!("{}: no topics", path.display());
+    }
+    Ok(topics)
+}
+
+/// Kafka's rack-unaware replica assignment: partition `p`'s first replica is
+/// node `(p + start) % n`; the others follow at a shift that grows every `n`
+/// partitions, so leaders and followers spread evenly. `start` is derived
+/// from the topic name (Kafka picks it at random) so a proposal is repeatable.
+fn assign(
+    topic: &str,
+    partitions: usize,
+    replication: usize,
+    nodes: &[i32],
+) -> Result<Vec<Vec<i32>>> {
+    let n = nodes.len();
+    if replication == 0 || replication > n {
+        bail!(
+            "replication factor {replication} needs at least that many nodes in --broker-list (got {n})"
+        );
+    }
+    let mut sorted = nodes.to_vec();
+    sorted.sort_unstable();
+    let start = topic.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize)) % n;
+    let mut shift = start;
+    let mut out = Vec::with_capacity(partitions);
+    for p in 0..partitions {
+        if p > 0 && p % n == 0 {
+            shift += 1;
+        }
+        let first = (p + start) % n;
+        let mut replicas = vec![sorted[first]];
+        for j in 0..replication - 1 {
+            let step = 1 + (shift + j) % (n - 1);
+            replicas.push(sorted[(first + step) % n]);
+        }
+        out.push(replicas);
+    }
+    Ok(out)
+}
+
+fn plan_json(plan: &Plan) -> Value {
+    json!({
+        "version": 1,
+        "partitions": plan.iter().map(|((t, p), r)| json!({"topic": t, "partition": p, "replicas": r})).collect::<Vec<_>>(),
+    })
+}
+
+fn generate(ctx: &Ctx, client: &mut Client, path: &Path, nodes: &[i32]) -> Result<()> {
+    let topics = read_topics(path)?;
+    let md = client.metadata(Some(&topics))?;
+    let known: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+    if let Some(missing) = nodes.iter().find(|n| !known.contains(n)) {
+        bail!(
+            "node {missing} in --broker-list is not in the cluster (nodes: {})",
+            list_text(&known)
+        );
+    }
+    let (mut current, mut proposed) = (Plan::new(), Plan::new());
+    for t in &md.topics {
+        let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+        check(t.error_code, None, &format!("topic {name}"))?;
+        let mut parts: Vec<_> = t.partitions.iter().collect();
+        parts.sort_by_key(|p| p.partition_index);
+        let replication = parts.first().map_or(0, |p| p.replica_nodes.len());
+        for p in &parts {
+            current.insert(
+                (name.clone(), p.partition_index),
+                p.replica_nodes.iter().map(|b| b.0).collect(),
+            );
+        }
+        for (p, replicas) in assign(&name, parts.len(), replication, nodes)?.into_iter().enumerate()
+        {
+            proposed.insert((name.clone(), p as i32), replicas);
+        }
+    }
+    match ctx.output {
+        Format::Json => {
+            print_json(&json!({"current": plan_json(&current), "proposed": plan_json(&proposed)}))
+        }
+        Format::Table => {
+            println!("Current partition replica assignment\n{}\n", plan_json(&current));
+            println!("Proposed partition reassignment configuration\n{}", plan_json(&proposed));
+        }
+    }
+    Ok(())
+}
+
 pub fn reassign(ctx: &Ctx, a: ReassignArgs) -> Result<()> {
     let mut client = Client::connect(&ctx.bootstrap)?;
+    if let Some(path) = &a.generate {
+        return generate(ctx, &mut client, path, &a.broker_list);
+    }
     if let Some(path) = &a.execute {
         let plan = read_plan(path)?;
         let results = alter(&mut client, &plan.into_iter().map(|(k, r)| (k, Some(r))).collect())?;
@@ -248,7 +365,9 @@ pub fn reassign(ctx: &Ctx, a: ReassignArgs) -> Result<()> {
         return Ok(());
     }
     if !a.list {
-        bail!("choose one of --execute FILE, --verify FILE, --cancel FILE or --list");
+        bail!(
+            "choose one of --generate FILE, --execute FILE, --verify FILE, --cancel FILE or --list"
+        );
     }
     let moving = ongoing(&mut client, None)?;
     match ctx.output {
@@ -328,6 +447,30 @@ pub fn elect_leaders(ctx: &Ctx, a: ElectArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_assignments_spread_leaders_and_replicas_evenly() {
+        let nodes = [5, 1, 4, 2, 3];
+        let a = assign("orders", 10, 3, &nodes).unwrap();
+        assert_eq!(a.len(), 10);
+        let mut leaders = BTreeMap::new();
+        let mut replicas = BTreeMap::new();
+        for r in &a {
+            assert_eq!(r.len(), 3);
+            let mut distinct = r.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 3, "no node twice in {r:?}");
+            *leaders.entry(r[0]).or_insert(0) += 1;
+            for n in r {
+                *replicas.entry(*n).or_insert(0) += 1;
+            }
+        }
+        assert!(leaders.values().all(|c| *c == 2), "{leaders:?}");
+        assert!(replicas.values().all(|c| *c == 6), "{replicas:?}");
+        assert_eq!(a, assign("orders", 10, 3, &nodes).unwrap(), "repeatable");
+        assert!(assign("orders", 3, 4, &nodes[..3]).is_err());
+    }
 
     #[test]
     fn reassignment_files_parse_or_say_what_is_expected() {

@@ -231,6 +231,23 @@ fn topics_and_configs_round_trip() {
     let err = String::from_utf8_lossy(&elect.stderr);
     assert!(err.contains("does not support ElectLeaders"), "{err}");
 
+    // reassign --generate proposes an assignment onto the listed nodes
+    // (orders has 4 partitions on node 1); an unknown node is refused.
+    let topics_file = dev.data_dir.join("move.json");
+    std::fs::write(&topics_file, r#"{"version":1,"topics":[{"topic":"orders"}]}"#).unwrap();
+    let file = topics_file.to_str().unwrap();
+    let plan = weir_json(&b, &["reassign", "--generate", file, "--broker-list", "1"]);
+    let proposed = plan["proposed"]["partitions"].as_array().unwrap();
+    assert_eq!(proposed.len(), 4);
+    assert!(proposed.iter().all(|p| p["replicas"] == serde_json::json!([1])), "{plan}");
+    assert_eq!(plan["current"]["partitions"][0]["topic"], "orders");
+    let text = weir(&b, &["reassign", "--generate", file, "--broker-list", "1"]);
+    assert!(text.starts_with("Current partition replica assignment\n{\"partitions\":"), "{text}");
+    assert!(text.contains("\nProposed partition reassignment configuration\n"), "{text}");
+    let unknown = weir_in(&b, &["reassign", "--generate", file, "--broker-list", "1,9"], "");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("node 9"));
+
     let missing = weir_in(&b, &["topics", "describe", "--topic", "audit"], "");
     assert!(!missing.status.success());
     let err = String::from_utf8_lossy(&missing.stderr);
