@@ -149,12 +149,18 @@ pub struct RecoveryReport {
     pub truncated_bytes: u64,
 }
 
-fn fsync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 fn lock_dir(dir: &Path) -> anyhow::Result<File> {
-    let path = dir.join(LOCK_FILE);
+    lock_dir_for(dir, LOCK_FILE, "another controller")
+}
+
+/// Locks `dir` (flock on `lock_file` in it) for as long as the returned file
+/// is open; `holder` names who else would hold it, for the error.
+pub(crate) fn lock_dir_for(dir: &Path, lock_file: &str, holder: &str) -> anyhow::Result<File> {
+    let path = dir.join(lock_file);
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -165,7 +171,7 @@ fn lock_dir(dir: &Path) -> anyhow::Result<File> {
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
         let err = io::Error::last_os_error();
-        bail!("{} is in use by another controller ({err})", dir.display());
+        bail!("{} is in use by {holder} ({err})", dir.display());
     }
     Ok(file)
 }

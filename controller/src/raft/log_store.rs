@@ -46,7 +46,6 @@ use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::RangeBounds;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -57,7 +56,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{RaftEntry, StorageError, TypeConfig, io_error};
-use crate::log::{FRAME_BYTES_MAX, decode_frame, encode_frame};
+use crate::log::{FRAME_BYTES_MAX, decode_frame, encode_frame, fsync_dir};
 
 /// Format version of every frame payload in this folder.
 const FORMAT_VERSION: u32 = 1;
@@ -140,25 +139,8 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{SEGMENT_PREFIX}{first:020}"))
 }
 
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 fn lock_dir(dir: &Path) -> anyhow::Result<File> {
-    let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: flock on a file descriptor we own and keep open; no memory is shared.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let err = io::Error::last_os_error();
-        bail!("{} is in use by another controller member ({err})", dir.display());
-    }
-    Ok(file)
+    crate::log::lock_dir_for(dir, LOCK_FILE, "another controller member")
 }
 
 /// Writes one frame to `name` atomically: temp file, fsync, rename, fsync dir.
