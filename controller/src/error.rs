@@ -5,6 +5,10 @@ use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
 use weir_proto::ids::{NodeId, TopicId};
 
+/// How a quorum member that does not lead starts its `Unavailable` message.
+const NOT_ACTIVE: &str = "not the active controller";
+const LEADER_IS: &str = "leader is member ";
+
 /// Why a command was refused, or why the controller could not run it.
 ///
 /// Every variant but [`ControllerError::Unavailable`] and
@@ -75,8 +79,49 @@ impl ControllerError {
         self.to_string()
     }
 
+    /// The answer of a quorum member that does not lead: retriable, and
+    /// naming the leader (member id and Raft address) when one is known, so
+    /// that a client ([`crate::remote::connect`]) can go there.
+    pub fn not_active(leader: Option<(u64, &str)>, detail: impl std::fmt::Display) -> Self {
+        ControllerError::Unavailable(match leader {
+            Some((id, addr)) => format!("{NOT_ACTIVE}; leader is member {id} at {addr} ({detail})"),
+            None => format!("{NOT_ACTIVE}; no leader is known yet ({detail})"),
+        })
+    }
+
+    /// Whether this is a [`ControllerError::not_active`] answer.
+    pub fn is_not_active(&self) -> bool {
+        matches!(self, ControllerError::Unavailable(m) if m.starts_with(NOT_ACTIVE))
+    }
+
+    /// The leader a [`ControllerError::not_active`] answer names.
+    pub fn leader_hint(&self) -> Option<u64> {
+        let ControllerError::Unavailable(m) = self else { return None };
+        let rest = m.strip_prefix(NOT_ACTIVE)?.split_once(LEADER_IS)?.1;
+        let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+        digits.parse().ok()
+    }
+
     /// Whether the controller has stopped for good and the host must exit.
     pub fn is_fatal(&self) -> bool {
         matches!(self, ControllerError::Fatal(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_active_names_the_leader() {
+        let e = ControllerError::not_active(Some((3, "10.0.0.3:9094")), "forward");
+        assert_eq!(e.kafka_code(), 7);
+        assert!(e.is_not_active());
+        assert_eq!(e.leader_hint(), Some(3));
+        assert!(e.to_string().contains("leader is member 3 at 10.0.0.3:9094"), "{e}");
+        let e = ControllerError::not_active(None, "election");
+        assert!(e.is_not_active());
+        assert_eq!(e.leader_hint(), None);
+        assert!(!ControllerError::Unavailable("stopped".into()).is_not_active());
     }
 }

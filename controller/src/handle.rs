@@ -48,6 +48,10 @@ pub struct ControllerOptions {
     pub request_queue_len: usize,
     /// How often lagging subscribers are retried when no command arrives.
     pub tick: Duration,
+    /// Remote handles only ([`crate::remote::connect`]): how long a submit is
+    /// retried while no controller answers it (connection lost, failover,
+    /// election) before it fails with a retriable error.
+    pub failover_deadline: Duration,
 }
 
 impl Default for ControllerOptions {
@@ -57,6 +61,7 @@ impl Default for ControllerOptions {
             subscriber_queue_len: 1024,
             request_queue_len: 1024,
             tick: Duration::from_millis(100),
+            failover_deadline: Duration::from_secs(15),
         }
     }
 }
@@ -309,6 +314,13 @@ pub struct ControllerJoin {
 }
 
 impl ControllerJoin {
+    pub(crate) fn new(
+        tx: flume::Sender<Msg>,
+        thread: JoinHandle<Result<(), ControllerError>>,
+    ) -> ControllerJoin {
+        ControllerJoin { tx, thread: Some(thread) }
+    }
+
     /// Stops the controller after the commands already queued, writes a
     /// snapshot, and waits for the thread. Errors if the controller had
     /// stopped on a fatal error.

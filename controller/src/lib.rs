@@ -14,13 +14,17 @@
 //!
 //! * [`state`] — the deterministic state machine: commands in, records and
 //!   answers out, image rebuilt by replaying records. No clock, no I/O, no
-//!   randomness; a Raft quorum (a later step) will replicate its records.
+//!   randomness; the Raft quorum ([`raft`]) replicates its records.
 //! * [`config`] — topic config keys, defaults, validation, DescribeConfigs.
 //! * [`log`] — the on-disk log and snapshots; a failed write stops the
 //!   controller (fail-stop).
 //! * [`handle`] — [`ControllerHandle`], the node's way in, the same in
 //!   process and over TCP ([`remote`]).
-//! * [`service`] — the `weir-controller` process: config file, signals.
+//! * [`raft`] — the controller as a 3- or 5-member Raft quorum (openraft):
+//!   the same state machine, its planned records replicated; every member
+//!   serves nodes, only the leader runs commands.
+//! * [`service`] — the `weir-controller` process: config file, signals;
+//!   single-process, or one quorum member when `[members]` is configured.
 //!
 //! This crate must never be on the data path: nodes cache the image and
 //! answer Metadata from their copy.
@@ -41,7 +45,7 @@ pub use handle::{
     ControllerHandle, ControllerJoin, ControllerOptions, PendingSubmit, start_in_process,
     start_in_process_with,
 };
-pub use remote::{connect, serve, serve_until};
+pub use remote::{connect, connect_with, serve, serve_member_until, serve_until};
 pub use service::{ControllerConfig, run, run_until};
 pub use state::{
     Command, CommandResult, MetadataDelta, MetadataImage, MetadataRecord, NodeInfo,

@@ -7,12 +7,15 @@ use std::process::ExitCode;
 use clap::Parser;
 use weir_controller::service::{ControllerConfig, init_logging, run};
 
-/// Weir's metadata controller (single node).
+/// Weir's metadata controller: a single process, or one member of a Raft
+/// quorum when the config has a [members] table.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
     /// The TOML config file (data_dir, listen, log_format, log_level, defaults,
-    /// snapshot_every_records).
+    /// snapshot_every_records, metrics_listen; for a quorum member id,
+    /// members, raft_listen, tls_dir). Documented example:
+    /// ops/deploy/controller.toml.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
 }

@@ -2,6 +2,8 @@
 //! loop that runs until SIGINT/SIGTERM. [`run_until`] is the same loop for
 //! hosts that own the signals (e.g. `weir dev`).
 
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,8 +13,11 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::config::ConfigDefaults;
+use crate::handle::{ControllerHandle, ControllerJoin};
 use crate::handle::{ControllerOptions, start_in_process_with};
-use crate::remote::serve_until;
+use crate::raft::network::member_node_id;
+use crate::raft::{RaftController, RaftControllerConfig, RaftOptions};
+use crate::remote::serve_member_until;
 
 /// How the process writes its logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -51,6 +56,17 @@ fn default_snapshot_every_records() -> u64 {
 /// [defaults.topic]
 /// "retention.ms" = "86400000"
 /// ```
+///
+/// A quorum member adds (see ops/deploy/controller.toml):
+///
+/// ```toml
+/// id = 2
+/// tls_dir = "/etc/weir/tls"
+/// [members]
+/// 1 = "10.0.0.1:9094"
+/// 2 = "10.0.0.2:9094"
+/// 3 = "10.0.0.3:9094"
+/// ```
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControllerConfig {
@@ -80,6 +96,35 @@ pub struct ControllerConfig {
     /// `127.0.0.1:9645`; port 0 picks a free one; an empty string turns it off.
     #[serde(default = "default_metrics_listen")]
     pub metrics_listen: String,
+    /// Quorum mode: this member's id (>= 1). Required with `members`.
+    #[serde(default)]
+    pub id: Option<u64>,
+    /// Quorum mode: every member of the Raft quorum, this one included, as a
+    /// table of member id → Raft `host:port` (UDP, QUIC with mutual TLS), e.g.
+    /// `[members]` / `1 = "10.0.0.1:9094"`. Empty (the default): the
+    /// single-process controller.
+    #[serde(default)]
+    pub members: BTreeMap<String, String>,
+    /// Quorum mode: the address the member's Raft endpoint binds. Default:
+    /// its own entry in `members`.
+    #[serde(default)]
+    pub raft_listen: Option<String>,
+    /// Quorum mode (required there): the folder of the cluster CA
+    /// (`ca.pem`, `ca.key.pem`) and of the members' certificates
+    /// (`node-<1000000 + id>.pem`). A missing CA or certificate is created,
+    /// so every member must see the same folder (or a copy of it made after
+    /// the CA exists).
+    #[serde(default)]
+    pub tls_dir: Option<PathBuf>,
+}
+
+/// The quorum settings of a [`ControllerConfig`], checked.
+#[derive(Clone, Debug)]
+pub struct QuorumConfig {
+    pub id: u64,
+    pub members: BTreeMap<u64, SocketAddr>,
+    pub raft_listen: SocketAddr,
+    pub tls_dir: PathBuf,
 }
 
 fn default_metrics_listen() -> String {
@@ -91,9 +136,49 @@ impl ControllerConfig {
     pub fn from_file(path: &std::path::Path) -> anyhow::Result<ControllerConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+        let config: ControllerConfig = toml::from_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))?;
+        config.quorum().with_context(|| format!("in config file {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// The quorum settings, or `None` in single-process mode (no `members`).
+    pub fn quorum(&self) -> anyhow::Result<Option<QuorumConfig>> {
+        if self.members.is_empty() {
+            anyhow::ensure!(
+                self.id.is_none() && self.raft_listen.is_none() && self.tls_dir.is_none(),
+                "id, raft_listen and tls_dir are quorum options: they need a [members] table"
+            );
+            return Ok(None);
+        }
+        let resolve = |what: &str, addr: &str| -> anyhow::Result<SocketAddr> {
+            addr.to_socket_addrs()
+                .with_context(|| format!("{what} {addr:?} is not a host:port"))?
+                .next()
+                .with_context(|| format!("{what} {addr:?} resolves to no address"))
+        };
+        let mut members = BTreeMap::new();
+        for (id, addr) in &self.members {
+            let id: u64 =
+                id.parse().ok().filter(|id| (1..=MEMBER_ID_MAX).contains(id)).with_context(
+                    || format!("member id {id:?} is not a number in 1..={MEMBER_ID_MAX}"),
+                )?;
+            members.insert(id, resolve(&format!("member {id}"), addr)?);
+        }
+        let id = self.id.context("id (this member's id) is required with [members]")?;
+        anyhow::ensure!(members.contains_key(&id), "id {id} is not in [members]");
+        let raft_listen = match &self.raft_listen {
+            Some(addr) => resolve("raft_listen", addr)?,
+            None => members[&id],
+        };
+        let tls_dir = self.tls_dir.clone().context("tls_dir is required with [members]")?;
+        Ok(Some(QuorumConfig { id, members, raft_listen, tls_dir }))
     }
 }
+
+/// The largest member id: the certificate's node id (1_000_000 + id) must
+/// fit an i32.
+const MEMBER_ID_MAX: u64 = 1_000_000;
 
 /// Installs the global tracing subscriber for the process.
 pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
@@ -128,23 +213,105 @@ pub fn run(config: ControllerConfig) -> anyhow::Result<()> {
 
 /// Runs the controller until `stop` is set. Returns an error if the
 /// controller stopped by itself (a fatal log error): the process must exit.
+///
+/// With `[members]` the process is one member of a Raft quorum: the member
+/// with the lowest id initializes a new quorum (harmless on an existing one),
+/// every member serves nodes on `listen`, and only the leader (the active
+/// controller) runs their commands; the others refuse them naming the leader.
 pub fn run_until(config: ControllerConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let options = ControllerOptions {
         snapshot_every_records: config.snapshot_every_records.max(1),
         ..ControllerOptions::default()
     };
-    let (handle, join) = start_in_process_with(&config.data_dir, config.defaults.clone(), options)?;
+    let Some(quorum) = config.quorum()? else {
+        let (handle, join) =
+            start_in_process_with(&config.data_dir, config.defaults.clone(), options)?;
+        // One member: this process is the active controller.
+        return serve_nodes(&config, handle, join, None, Box::new(|| true), &stop);
+    };
+    let member = Arc::new(start_member(&config, &quorum)?);
+    let lowest = quorum.members.keys().next().copied();
+    if lowest == Some(quorum.id) {
+        member.initialize()?;
+        tracing::info!(member = quorum.id, "quorum initialized (or already was)");
+    }
+    let (handle, join) = crate::raft::start_handle(member.clone(), &options)?;
+    let weak = Arc::downgrade(&member);
+    let active = Box::new(move || weak.upgrade().is_some_and(|m| m.is_leader()));
+    let result = serve_nodes(&config, handle, join, Some(quorum.id), active, &stop);
+    // The submit thread has let go of it: this drop stops Raft and closes the
+    // hub, which ends the nodes' connections.
+    drop(member);
+    result
+}
+
+/// How long members starting together wait for one another to finish
+/// writing the shared CA (the first one creates it; the others may read it
+/// half written or lose the race to create it).
+const TLS_SETUP_WAIT: Duration = Duration::from_secs(10);
+
+fn start_member(
+    config: &ControllerConfig,
+    quorum: &QuorumConfig,
+) -> anyhow::Result<RaftController> {
+    let deadline = std::time::Instant::now() + TLS_SETUP_WAIT;
+    let (roots, identity) = loop {
+        let attempt = weir_net::tls::DevCa::load_or_create(&quorum.tls_dir)
+            .and_then(|ca| Ok((ca.trust_roots()?, ca.load_or_issue(member_node_id(quorum.id))?)));
+        match attempt {
+            Ok(tls) => break tls,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!(error = format!("{e:#}"), "TLS setup; trying again");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("the cluster CA in {}", quorum.tls_dir.display()));
+            }
+        }
+    };
+    let member = RaftController::start(RaftControllerConfig {
+        id: quorum.id,
+        listen: quorum.raft_listen,
+        members: quorum.members.clone(),
+        data_dir: config.data_dir.clone(),
+        roots,
+        identity,
+        defaults: config.defaults.clone(),
+        options: RaftOptions {
+            snapshot_every_entries: config.snapshot_every_records.max(1),
+            ..RaftOptions::default()
+        },
+    })?;
+    tracing::info!(
+        member = quorum.id,
+        raft_listen = %quorum.raft_listen,
+        members = ?quorum.members,
+        "controller quorum member started"
+    );
+    Ok(member)
+}
+
+/// Serves `handle` to nodes on `config.listen` (and `/metrics`) until `stop`
+/// is set or the controller stops by itself.
+fn serve_nodes(
+    config: &ControllerConfig,
+    handle: ControllerHandle,
+    join: ControllerJoin,
+    member: Option<u64>,
+    active: Box<dyn Fn() -> bool + Send>,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(&config.listen)
         .with_context(|| format!("listening on {}", config.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, "controller serving");
+    tracing::info!(listen = %listener.local_addr()?, ?member, "controller serving");
     if !config.metrics_listen.is_empty() {
         let metrics = std::net::TcpListener::bind(&config.metrics_listen)
             .with_context(|| format!("metrics_listen {}", config.metrics_listen))?;
         let addr = metrics.local_addr()?;
         let image_of = handle.clone();
-        // One member today: this process is the active controller.
         crate::metrics::serve_http(metrics, "ctl-metrics", move || {
-            crate::metrics::render(&image_of.image(), true)
+            crate::metrics::render(&image_of.image(), active())
         })?;
         tracing::info!(%addr, "metrics endpoint");
         println!("metrics: http://{addr}/metrics");
@@ -154,7 +321,7 @@ pub fn run_until(config: ControllerConfig, stop: Arc<AtomicBool>) -> anyhow::Res
         let stop = serve_stop.clone();
         std::thread::Builder::new()
             .name("ctl-accept".into())
-            .spawn(move || serve_until(listener, handle, &stop))?
+            .spawn(move || serve_member_until(listener, handle, member, &stop))?
     };
     while !stop.load(Ordering::SeqCst) && !join.is_finished() && !server.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
@@ -185,6 +352,44 @@ mod tests {
         let c = ControllerConfig::from_file(&path).expect("ops/deploy/controller.toml loads");
         assert_eq!(c.metrics_listen, "127.0.0.1:9645");
         c.defaults.validated().expect("its topic defaults are valid");
+        assert!(c.quorum().unwrap().is_none(), "the example is single-process");
+
+        // Its commented-out quorum options, uncommented, make a member.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let quorum_text: String = text
+            .lines()
+            .map(|l| {
+                let bare = l.strip_prefix("# ").unwrap_or(l);
+                let quorum_key = bare == "[members]"
+                    || ["id = ", "tls_dir = ", "1 = ", "2 = ", "3 = "]
+                        .iter()
+                        .any(|k| bare.starts_with(k));
+                if quorum_key { bare } else { l }
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c: ControllerConfig = toml::from_str(&quorum_text).unwrap();
+        let q = c.quorum().unwrap().expect("a quorum member");
+        assert_eq!(q.id, 1);
+        assert_eq!(q.members.len(), 3);
+        assert_eq!(q.raft_listen, q.members[&1]);
+    }
+
+    #[test]
+    fn quorum_options_are_checked() {
+        let parse = |extra: &str| {
+            let c: ControllerConfig =
+                toml::from_str(&format!("data_dir = \"/tmp/x\"\n{extra}")).unwrap();
+            c.quorum()
+        };
+        let members = "[members]\n1 = \"127.0.0.1:9101\"\n2 = \"127.0.0.1:9102\"\n";
+        let q = parse(&format!("id = 2\ntls_dir = \"/tmp/tls\"\n{members}")).unwrap().unwrap();
+        assert_eq!(q.raft_listen.port(), 9102);
+        assert!(parse(&format!("tls_dir = \"/tmp/tls\"\n{members}")).is_err(), "id required");
+        assert!(parse(&format!("id = 3\ntls_dir = \"/tmp/tls\"\n{members}")).is_err());
+        assert!(parse(&format!("id = 1\n{members}")).is_err(), "tls_dir required");
+        assert!(parse("id = 1").is_err(), "id without members");
+        assert!(parse("tls_dir = \"/tmp/tls\"\n[members]\nx = \"127.0.0.1:1\"").is_err());
     }
 
     #[test]
@@ -218,6 +423,10 @@ mod tests {
             defaults: ConfigDefaults::default(),
             snapshot_every_records: 10,
             metrics_listen: "127.0.0.1:0".into(),
+            id: None,
+            members: BTreeMap::new(),
+            raft_listen: None,
+            tls_dir: None,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let t = {
@@ -228,5 +437,56 @@ mod tests {
         stop.store(true, Ordering::SeqCst);
         t.join().unwrap().unwrap();
         assert!(crate::log::MetadataLog::snapshot_path(dir.path()).exists());
+    }
+
+    /// A quorum of one through `run_until`: it initializes itself, leads,
+    /// and serves nodes over TCP like the single-process controller.
+    #[test]
+    fn run_until_serves_a_quorum_of_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let free_tcp = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let raft = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let listen = free_tcp();
+        let config = ControllerConfig {
+            data_dir: dir.path().join("data"),
+            listen: listen.to_string(),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            defaults: ConfigDefaults::default(),
+            snapshot_every_records: 10,
+            metrics_listen: String::new(),
+            id: Some(1),
+            members: [("1".to_string(), raft.to_string())].into(),
+            raft_listen: None,
+            tls_dir: Some(dir.path().join("tls")),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let t = {
+            let stop = stop.clone();
+            std::thread::spawn(move || run_until(config, stop))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let remote = loop {
+            match crate::remote::connect(&listen.to_string()) {
+                Ok(r) => break r,
+                Err(e) => assert!(std::time::Instant::now() < deadline, "{e:#}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let node = crate::NodeInfo {
+            id: weir_proto::ids::NodeId(1),
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+        };
+        remote.submit_blocking(crate::Command::RegisterNode(node)).unwrap();
+        remote.submit_blocking(crate::Command::create_topic("q", 2, 1)).unwrap();
+        assert!(remote.image().topic("q").is_some());
+        assert!(!remote.image().cluster_id.is_empty());
+        // The member's certificate names node 1000001, under the shared CA.
+        assert!(dir.path().join("tls/node-1000001.pem").exists());
+        stop.store(true, Ordering::SeqCst);
+        t.join().unwrap().unwrap();
+        assert!(dir.path().join("data/raft").is_dir());
     }
 }

@@ -9,6 +9,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use weir_controller::raft::network::member_node_id;
 use weir_controller::raft::{LogStore, RaftController, RaftControllerConfig, RaftOptions};
 use weir_controller::{Command, ConfigDefaults, MetadataImage, NodeInfo};
 use weir_net::tls::DevCa;
@@ -56,7 +57,7 @@ impl Cluster {
             members: self.addrs.clone(),
             data_dir: self.dirs[&id].clone(),
             roots: self.ca.trust_roots().unwrap(),
-            identity: self.ca.issue(NodeId(id as i32)).unwrap(),
+            identity: self.ca.issue(member_node_id(id)).unwrap(),
             defaults: ConfigDefaults::default(),
             options: options(),
         };

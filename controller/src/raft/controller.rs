@@ -290,6 +290,12 @@ impl RaftController {
         self.hub.image()
     }
 
+    /// The hub the state machine publishes to, for a [`crate::ControllerHandle`]
+    /// over this member (see [`super::handle`]).
+    pub(crate) fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
+    }
+
     /// Stops the member (same as dropping it).
     pub fn shutdown(self) {}
 }
@@ -318,12 +324,17 @@ struct Writer {
 }
 
 fn not_leader(raft: &Raft<TypeConfig>, e: impl std::fmt::Display) -> ControllerError {
-    let leader = raft.metrics().borrow().current_leader;
-    match leader {
+    let metrics = raft.metrics().borrow().clone();
+    match metrics.current_leader {
         Some(l) => {
-            ControllerError::Unavailable(format!("not the active controller; member {l} is ({e})"))
+            let addr = metrics
+                .membership_config
+                .membership()
+                .get_node(&l)
+                .map_or_else(|| "an unknown address".to_string(), |n| n.addr.clone());
+            ControllerError::not_active(Some((l, &addr)), e)
         }
-        None => ControllerError::Unavailable(format!("no active controller ({e})")),
+        None => ControllerError::not_active(None, e),
     }
 }
 

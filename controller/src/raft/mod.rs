@@ -32,6 +32,8 @@
 //! * [`state_machine`] — applies entries to the metadata image; snapshots.
 //! * [`network`] — openraft RPCs over weir-net (`Header::RaftRequest`).
 //! * [`controller`] — [`RaftController`]: one member, its runtime and API.
+//! * [`handle`] — a [`crate::ControllerHandle`] over a member, for the
+//!   node-facing server.
 
 use std::io::Cursor;
 
@@ -40,11 +42,13 @@ use serde::{Deserialize, Serialize};
 use crate::state::MetadataRecord;
 
 pub mod controller;
+pub mod handle;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
 
 pub use controller::{RaftController, RaftControllerConfig, RaftOptions};
+pub use handle::start_handle;
 pub use log_store::{LogRecovery, LogStore};
 pub use state_machine::MetadataStateMachine;
 

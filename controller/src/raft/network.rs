@@ -37,9 +37,29 @@ use weir_proto::NodeId;
 
 use super::TypeConfig;
 
-/// Converts a member id to the node id its certificate names.
+/// Controller members' certificates name node ids from here up; storage
+/// nodes' ids stay below it (the node refuses a larger `node_id`).
+///
+/// Members and storage nodes are issued certificates by the same cluster CA,
+/// and weir-net authenticates a peer by the node id its certificate names.
+/// Were member 1 node 1, storage node 1's certificate would let it speak for
+/// member 1 in the quorum (vote, append entries). Offsetting member ids keeps
+/// the two id spaces apart, and `serve_inbound` refuses Raft RPCs from any
+/// certificate below the offset.
+pub const MEMBER_NODE_ID_BASE: i32 = 1_000_000;
+
+/// Converts a member id to the node id its certificate names
+/// ([`MEMBER_NODE_ID_BASE`] + id).
 pub fn member_node_id(id: u64) -> NodeId {
-    NodeId(i32::try_from(id).expect("member ids fit the certificate's i32 node id"))
+    let node = MEMBER_NODE_ID_BASE
+        .checked_add(i32::try_from(id).expect("member ids fit the certificate's i32 node id"))
+        .expect("member ids fit the certificate's i32 node id");
+    NodeId(node)
+}
+
+/// Whether a certificate's node id is a controller member's, not a storage node's.
+pub fn is_member_node_id(node: NodeId) -> bool {
+    node.0 >= MEMBER_NODE_ID_BASE
 }
 
 /// Makes one [`RaftPeer`] per target for openraft. Owned by the Raft core.
@@ -145,6 +165,11 @@ pub(crate) async fn serve_inbound(
     while let Ok(request) = inbound.recv_async().await {
         let raft = raft.clone();
         tokio::spawn(async move {
+            if !is_member_node_id(request.peer) {
+                // A storage node's certificate: it has no say in the quorum.
+                tracing::warn!(peer = request.peer.0, "Raft request from a non-member refused");
+                return;
+            }
             let Header::RaftRequest(RaftRequest { rpc, .. }) = request.header else {
                 // Dropping the responder resets the peer's stream.
                 tracing::warn!(

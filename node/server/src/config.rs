@@ -30,7 +30,10 @@ pub struct NodeConfig {
     pub advertised_host: String,
     /// Rack of this node, for rack-aware placement.
     pub rack: Option<String>,
-    /// Address of the controller (`host:port`) when it runs as its own process.
+    /// Address of the controller (`host:port`) when it runs as its own
+    /// process; for a controller quorum, every member's address, separated by
+    /// commas (`"10.0.0.1:9093,10.0.0.2:9093,10.0.0.3:9093"`): the node uses
+    /// one at a time and follows the active controller.
     pub controller: String,
     /// Number of shards (executors pinned to cores); 0 means one per core.
     pub shards: usize,
@@ -115,6 +118,13 @@ impl NodeConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(!self.data_dirs.is_empty(), "data_dirs must name at least one directory");
         anyhow::ensure!(self.node_id >= 0, "node_id must be >= 0");
+        // Certificates from 1_000_000 up name controller quorum members
+        // (weir_controller::raft::network::MEMBER_NODE_ID_BASE).
+        anyhow::ensure!(
+            self.node_id < 1_000_000,
+            "node_id must be below 1000000 (ids from there are controller members')"
+        );
+
         anyhow::ensure!(
             self.socket_request_max_bytes >= 1024,
             "socket_request_max_bytes must be at least 1024"
