@@ -181,3 +181,19 @@ pub fn scrape_url(url: &str) -> String {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     body.to_string()
 }
+
+/// Sends SIGTERM to a child process and waits (up to 30 s) for it to exit;
+/// `true` when it exited successfully. Kills it if it does not stop.
+pub fn terminate(mut child: std::process::Child) -> bool {
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    false
+}

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use weir_tests::{free_port, workspace_bin};
+use weir_tests::{free_port, terminate, workspace_bin};
 
 /// One `weir-controller` member: its config file, ports and process.
 struct Member {
@@ -79,20 +79,6 @@ impl Drop for Member {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-fn terminate(mut child: Child) -> bool {
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.success();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    false
 }
 
 /// A UDP port nobody has bound right now (for a member's Raft endpoint).
