@@ -148,6 +148,8 @@ impl NodeConfig {
         if self.shards > 0 {
             self.shards
         } else {
+            // The CPUs this process may use (available_parallelism reads the
+            // same affinity mask), one shard each.
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         }
     }

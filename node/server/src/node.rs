@@ -114,10 +114,11 @@ pub fn start(
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let next_index = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 
+    let cpus = placement_cpus(shards)?;
     let pool = {
         let senders = senders.clone();
         let config = config.clone();
-        LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(shards, None))
+        LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(shards, Some(cpus)))
             .name("weir-shard")
             .io_memory(config.io_memory_bytes_per_shard)
             .on_all_shards(move || {
@@ -339,4 +340,39 @@ async fn run_shard(
         }
     }
     result
+}
+
+/// The CPUs this process may run on (sched_getaffinity), so that shards are
+/// pinned only there and systemd's `CPUAffinity=`/`AllowedCPUs=`, cgroup
+/// cpusets and `taskset` apply. glommio alone would pick from every online
+/// CPU. `None` if the kernel does not say.
+pub fn allowed_cpus() -> Option<std::collections::BTreeSet<usize>> {
+    // SAFETY: sched_getaffinity fills a zeroed cpu_set_t for this process.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return None;
+    }
+    let n = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: CPU_ISSET reads the set filled above, for indexes within it.
+    Some((0..n).filter(|cpu| unsafe { libc::CPU_ISSET(*cpu, &set) }).collect())
+}
+
+/// One CPU per shard, chosen among the CPUs this process may use.
+fn placement_cpus(shards: usize) -> anyhow::Result<glommio::CpuSet> {
+    let online =
+        glommio::CpuSet::online().map_err(|e| anyhow::anyhow!("reading the CPU topology: {e}"))?;
+    let cpus = match allowed_cpus() {
+        Some(allowed) => online.filter(|l| allowed.contains(&l.cpu)),
+        None => online,
+    };
+    let usable: Vec<usize> = cpus.iter().map(|l| l.cpu).collect();
+    anyhow::ensure!(
+        usable.len() >= shards,
+        "{shards} shards need {shards} CPUs, but this process may use {} ({:?}); lower `shards` (weir dev --shards) or allow more CPUs",
+        usable.len(),
+        usable
+    );
+    Ok(cpus)
 }
