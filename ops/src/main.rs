@@ -20,6 +20,7 @@ mod client;
 mod cluster;
 mod configs;
 mod console;
+mod dev_quorum;
 mod doctor;
 mod groups;
 mod output;
@@ -85,6 +86,13 @@ enum Command {
     Reassign(reassign::ReassignArgs),
     /// Move leadership back to the preferred replicas (ElectLeaders).
     ElectLeaders(reassign::ElectArgs),
+    /// Run one controller member, as `weir-controller --config FILE` does
+    /// (used by `weir dev --controllers N`).
+    #[command(hide = true)]
+    Controller {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 /// Parses `key=value`.
@@ -121,6 +129,10 @@ struct DevArgs {
     /// Free bytes below which a data directory stops accepting appends (reads continue).
     #[arg(long, default_value_t = 256 << 20)]
     min_free_bytes: u64,
+    /// Controller members: 1 runs the controller in this process; 3 or 5 run a
+    /// Raft quorum of `weir controller` processes (one can be killed alone).
+    #[arg(long, default_value_t = 1)]
+    controllers: u16,
 }
 
 fn dev(args: DevArgs) -> anyhow::Result<()> {
@@ -133,10 +145,24 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
         "write" => weir_node::config::Durability::Write,
         other => anyhow::bail!("unknown durability mode {other:?}: use fsync or write"),
     };
-    let (controller, controller_join) = weir_controller::start_in_process(
-        &args.data_dir.join("controller"),
-        weir_controller::ConfigDefaults::default(),
-    )?;
+    // One member runs in this process; a quorum runs as member processes.
+    let (controller, controller_join, members) = if args.controllers <= 1 {
+        let (handle, join) = weir_controller::start_in_process(
+            &args.data_dir.join("controller"),
+            weir_controller::ConfigDefaults::default(),
+        )?;
+        (handle, Some(join), None)
+    } else {
+        let members = dev_quorum::Members::start(
+            args.controllers,
+            &args.data_dir,
+            args.kafka_port,
+            &args.log_format,
+        )?;
+        let handle = weir_controller::connect(&members.addrs)
+            .map_err(|e| anyhow::anyhow!("connecting to the controller quorum: {e:#}"))?;
+        (handle, None, Some(members))
+    };
     let config = weir_node::config::NodeConfig {
         node_id: 1,
         data_dirs: vec![args.data_dir.join("node-1")],
@@ -159,7 +185,10 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
     let sig = weir_node::cli::wait_for_signal(&mut signals);
     tracing::info!(signal = sig, "shutting down");
     let node_result = node.shutdown();
-    controller_join.shutdown()?;
+    if let Some(join) = controller_join {
+        join.shutdown()?;
+    }
+    drop(members);
     node_result
 }
 
@@ -178,6 +207,7 @@ fn main() {
         Command::Doctor(args) => doctor::run(&ctx, args),
         Command::Reassign(args) => reassign::reassign(&ctx, args),
         Command::ElectLeaders(args) => reassign::elect_leaders(&ctx, args),
+        Command::Controller { config } => dev_quorum::controller_main(&config),
     };
     match result {
         Ok(()) => {}

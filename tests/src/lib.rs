@@ -171,15 +171,22 @@ impl Drop for WeirDev {
 
 /// GETs a `http://host:port/metrics` URL and returns the body (asserting 200).
 pub fn scrape_url(url: &str) -> String {
+    try_scrape_url(url).unwrap_or_else(|e| panic!("scraping {url}: {e}"))
+}
+
+/// [`scrape_url`] that reports failures (nothing listening, not 200).
+pub fn try_scrape_url(url: &str) -> Result<String, String> {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://").trim_end_matches("/metrics");
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: weir\r\n\r\n").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: weir\r\n\r\n").map_err(|e| e.to_string())?;
     let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
+    s.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or("not an HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(head.to_string());
+    }
+    Ok(body.to_string())
 }
 
 /// Sends SIGTERM to a child process and waits (up to 30 s) for it to exit;
