@@ -67,7 +67,20 @@ impl Members {
                 ),
             )?;
             let log = std::fs::File::create(dir.join("controller.log"))?;
-            let mut child = Command::new(&exe)
+            let mut command = Command::new(&exe);
+            // SAFETY: prctl in the forked child before exec touches no
+            // shared state. Members get SIGTERM when `weir dev` dies, even
+            // by SIGKILL, so none is left running on its own.
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                command.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let mut child = command
                 .arg("controller")
                 .arg("--config")
                 .arg(&config)

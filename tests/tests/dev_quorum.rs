@@ -33,17 +33,17 @@ fn active_member(kafka_port: u16) -> Option<u16> {
 }
 
 /// The pid of member `i`'s process, found by its config path.
-fn member_pid(dev: &WeirDev, i: u16) -> u32 {
+fn member_pid(dev: &WeirDev, i: u16) -> Option<u32> {
     let needle = dev.data_dir.join(format!("controller-{i}/controller.toml"));
     let needle = needle.to_string_lossy().to_string();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline).contains(&needle) {
-            return pid;
+            return Some(pid);
         }
     }
-    panic!("no process for member {i}");
+    None
 }
 
 fn wait_for_active(port: u16, not: Option<u16>) -> u16 {
@@ -68,7 +68,8 @@ fn dev_cluster_survives_killing_the_active_controller() {
     weir(&b, &["produce", "--topic", "before"], &lines);
 
     // SAFETY: signalling a process this test's weir dev started.
-    unsafe { libc::kill(member_pid(&dev, first) as i32, libc::SIGKILL) };
+    let pid = member_pid(&dev, first).expect("the active member's process");
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let killed_at = Instant::now();
     let second = wait_for_active(dev.port, Some(first));
     eprintln!("member {first} killed; member {second} active after {:?}", killed_at.elapsed());
@@ -102,4 +103,13 @@ fn dev_cluster_survives_killing_the_active_controller() {
     let mut expected: Vec<String> = (0..100).map(|i| format!("before-{i}")).collect();
     expected.sort();
     assert_eq!(before, expected, "every record stored before the failover is served");
+
+    // A killed `weir dev` takes its members with it.
+    let mut dev = dev;
+    dev.kill9();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (1..=3).any(|i| member_pid(&dev, i).is_some()) {
+        assert!(Instant::now() < deadline, "controller members outlived weir dev");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
