@@ -206,18 +206,7 @@ fn params(a: &RunArgs) -> Result<Params> {
                 .with_context(|| format!("no preset {n}; see `weir-bench presets`"))?
                 .params
         }
-        None => Params {
-            workload: Workload::Produce,
-            record_size: 1024,
-            partitions: 16,
-            producers: 1,
-            consumers: 1,
-            acks: "all".into(),
-            compression: "none".into(),
-            linger_ms: 1.0,
-            batch_size: 1 << 20,
-            rate: None,
-        },
+        None => Params::default(),
     };
     if let Some(w) = a.workload {
         p.workload = w;

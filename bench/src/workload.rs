@@ -65,6 +65,25 @@ pub struct Params {
     pub rate: Option<f64>,
 }
 
+impl Default for Params {
+    /// Without a preset: 1 KiB records to 16 partitions, acks=all, linger
+    /// 1 ms, as fast as possible.
+    fn default() -> Params {
+        Params {
+            workload: Workload::Produce,
+            record_size: 1024,
+            partitions: 16,
+            producers: 1,
+            consumers: 1,
+            acks: "all".into(),
+            compression: "none".into(),
+            linger_ms: 1.0,
+            batch_size: 1 << 20,
+            rate: None,
+        }
+    }
+}
+
 /// One broker to drive.
 #[derive(Clone, Debug)]
 pub struct Target {

@@ -90,7 +90,7 @@ impl Members {
                 .context("starting a controller member")?;
             let stdout = child.stdout.take().expect("piped");
             out.children.push(child);
-            let deadline = Instant::now() + Duration::from_secs(30);
+            // The member prints its metrics line once it serves nodes.
             let line = BufReader::new(stdout).lines().map_while(Result::ok).next();
             match line {
                 Some(l) if l.starts_with("metrics: ") => println!("{l}"),
@@ -98,9 +98,6 @@ impl Members {
                     "controller member {i} did not start (log: {})",
                     dir.join("controller.log").display()
                 ),
-            }
-            if Instant::now() > deadline {
-                bail!("controller member {i} took over 30 s to start");
             }
             addrs.push(format!("127.0.0.1:{}", port(100, i)?));
         }

@@ -291,21 +291,19 @@ fn api_name(key: i16) -> String {
     ApiKey::try_from(key).map(|k| format!("{k:?}")).unwrap_or_else(|_| key.to_string())
 }
 
-fn histogram_data(h: &Histogram, cumulative: &mut [u64; LATENCY_BUCKETS_S.len()]) -> (u64, f64) {
-    let mut running = 0;
-    for (c, b) in cumulative.iter_mut().zip(h.buckets.iter()) {
-        running += b;
-        *c = running;
-    }
-    (h.count, h.sum_s)
-}
-
 fn add_histogram(f: &mut Family<'_>, labels: &[(&str, &str)], h: &Histogram) {
-    let mut cumulative = [0u64; LATENCY_BUCKETS_S.len()];
-    let (count, sum) = histogram_data(h, &mut cumulative);
+    let mut cumulative = h.buckets;
+    for i in 1..cumulative.len() {
+        cumulative[i] += cumulative[i - 1];
+    }
     f.histogram(
         labels,
-        HistogramData { upper_bounds: &LATENCY_BUCKETS_S, cumulative: &cumulative, count, sum },
+        HistogramData {
+            upper_bounds: &LATENCY_BUCKETS_S,
+            cumulative: &cumulative,
+            count: h.count,
+            sum: h.sum_s,
+        },
     );
 }
 

@@ -298,7 +298,12 @@ async fn run_shard(
         let shard = shard.clone();
         glommio::spawn_local(async move {
             while let Ok(job) = inbox.recv_async().await {
-                glommio::spawn_local(job(shard.clone())).detach();
+                // Answers to this shard's run_on calls finish in one poll:
+                // run those here rather than spawning a task per answer.
+                let mut work = job(shard.clone());
+                if futures::FutureExt::now_or_never(&mut work).is_none() {
+                    glommio::spawn_local(work).detach();
+                }
             }
         })
         .detach();
