@@ -586,7 +586,11 @@ impl Driver {
                     Err(e) => {
                         let _ = s.reply.send(Err(e));
                     }
-                    Ok(r) if self.hub.version() >= version => {
+                    // Released once our image holds the change: an image from
+                    // this connection's controller (not one still catching up,
+                    // whose version numbers say nothing about ours) at or
+                    // past the reply's version.
+                    Ok(r) if self.catching_up.is_none() && self.hub.version() >= version => {
                         let _ = s.reply.send(Ok((r, version)));
                     }
                     Ok(r) => self.parked.push((version, s.deadline, s.reply, Ok((r, version)))),
@@ -661,6 +665,9 @@ impl Driver {
     }
 
     fn release_parked(&mut self) {
+        if self.catching_up.is_some() {
+            return;
+        }
         let now = self.hub.version();
         let (ready, held) = std::mem::take(&mut self.parked)
             .into_iter()
