@@ -348,9 +348,9 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         "unclean.leader.election.enable",
         Boolean,
         "false",
-        Rule::Fixed,
+        Rule::OneOf(&["false", "true"]),
         Some("unclean.leader.election.enable"),
-        "Whether a replica outside the ISR may become leader (losing data). Not supported yet."
+        "Whether a replica outside the ISR may become leader when no ISR member is live (losing the records it lacks)."
     ),
 ];
 
@@ -551,6 +551,10 @@ pub struct TopicConfig {
     pub min_insync_replicas: i32,
     pub message_timestamp_type: TimestampType,
     pub cleanup_policy: CleanupPolicy,
+    /// `unclean.leader.election.enable`: with no live ISR member, the
+    /// controller may make any live replica the leader (and the whole ISR).
+    #[serde(default)]
+    pub unclean_leader_election_enable: bool,
 }
 
 impl TopicConfig {
@@ -583,6 +587,7 @@ impl TopicConfig {
                 get("cleanup.policy")?;
                 CleanupPolicy::Delete
             },
+            unclean_leader_election_enable: get("unclean.leader.election.enable")? == "true",
         })
     }
 
@@ -843,6 +848,13 @@ mod tests {
         assert_eq!(validate_value("cleanup.policy", " delete ").unwrap(), "delete");
         assert_eq!(validate_value("retention.ms", " -1").unwrap(), "-1");
         assert_eq!(validate_value("unclean.leader.election.enable", "FALSE").unwrap(), "false");
+        assert_eq!(validate_value("unclean.leader.election.enable", "True").unwrap(), "true");
+        let c = TopicConfig::resolve(
+            &ConfigDefaults::default(),
+            &map(&[("unclean.leader.election.enable", "true")]),
+        )
+        .unwrap();
+        assert!(c.unclean_leader_election_enable);
         assert_eq!(
             validate_overrides(&map(&[("compression.type", "producer"), ("retention.ms", "5")]))
                 .unwrap(),

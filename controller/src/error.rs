@@ -39,6 +39,24 @@ pub enum ControllerError {
     UnknownTopicId(TopicId),
     #[error("Node {0} is not registered with the controller.")]
     NodeNotRegistered(NodeId),
+    /// AlterPartition from a node that is not the leader, or with an old
+    /// leader epoch.
+    #[error("{0}")]
+    FencedLeaderEpoch(String),
+    /// AlterPartition planned against an old partition epoch.
+    #[error("{0}")]
+    InvalidUpdateVersion(String),
+    /// AlterPartition adds a replica that may not join the ISR (not
+    /// registered, fenced, shutting down, or restarted since).
+    #[error("{0}")]
+    IneligibleReplica(String),
+    /// A heartbeat with a broker epoch that is not the node's current one:
+    /// the node must register again.
+    #[error("{0}")]
+    StaleBrokerEpoch(String),
+    /// Cancelling a partition reassignment where none is in progress.
+    #[error("{0}")]
+    NoReassignmentInProgress(String),
     /// The controller could not be reached or has stopped; retriable.
     #[error("controller unavailable: {0}")]
     Unavailable(String),
@@ -62,6 +80,11 @@ impl ControllerError {
             ControllerError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
             ControllerError::UnknownTopicId(_) => ResponseError::UnknownTopicId,
             ControllerError::NodeNotRegistered(_) => ResponseError::BrokerIdNotRegistered,
+            ControllerError::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch,
+            ControllerError::InvalidUpdateVersion(_) => ResponseError::InvalidUpdateVersion,
+            ControllerError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
+            ControllerError::StaleBrokerEpoch(_) => ResponseError::StaleBrokerEpoch,
+            ControllerError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
             // Kafka brokers answer REQUEST_TIMED_OUT when the controller does not
             // answer a forwarded request; clients retry it.
             ControllerError::Unavailable(_) => ResponseError::RequestTimedOut,
@@ -123,5 +146,15 @@ mod tests {
         assert!(e.is_not_active());
         assert_eq!(e.leader_hint(), None);
         assert!(!ControllerError::Unavailable("stopped".into()).is_not_active());
+    }
+
+    #[test]
+    fn leadership_errors_carry_kafka_codes() {
+        let m = String::new;
+        assert_eq!(ControllerError::FencedLeaderEpoch(m()).kafka_code(), 74);
+        assert_eq!(ControllerError::StaleBrokerEpoch(m()).kafka_code(), 77);
+        assert_eq!(ControllerError::InvalidUpdateVersion(m()).kafka_code(), 95);
+        assert_eq!(ControllerError::IneligibleReplica(m()).kafka_code(), 107);
+        assert_eq!(ControllerError::NoReassignmentInProgress(m()).kafka_code(), 85);
     }
 }

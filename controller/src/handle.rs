@@ -31,6 +31,8 @@ use std::time::Duration;
 use crate::config::ConfigDefaults;
 use crate::error::ControllerError;
 use crate::log::MetadataLog;
+use crate::rebalance::{LeaderRebalancer, RebalanceOptions};
+use crate::sessions::{NODE_SESSION_TIMEOUT_MS_DEFAULT, SESSION_TICK_MS, Sessions};
 use crate::state::{
     Command, CommandResult, MetadataDelta, MetadataImage, StateMachine, cluster_id_from_bytes,
 };
@@ -52,6 +54,11 @@ pub struct ControllerOptions {
     /// retried while no controller answers it (connection lost, failover,
     /// election) before it fails with a retriable error.
     pub failover_deadline: Duration,
+    /// A node that sends no accepted heartbeat for this long is fenced
+    /// (Kafka's `broker.session.timeout.ms`).
+    pub node_session_timeout_ms: u64,
+    /// Automatic preferred-leader rebalancing ([`crate::rebalance`]).
+    pub leader_rebalance: RebalanceOptions,
 }
 
 impl Default for ControllerOptions {
@@ -62,6 +69,8 @@ impl Default for ControllerOptions {
             request_queue_len: 1024,
             tick: Duration::from_millis(100),
             failover_deadline: Duration::from_secs(15),
+            node_session_timeout_ms: NODE_SESSION_TIMEOUT_MS_DEFAULT,
+            leader_rebalance: RebalanceOptions::default(),
         }
     }
 }
@@ -119,6 +128,11 @@ impl Hub {
 
     pub(crate) fn image(&self) -> MetadataImage {
         self.lock().image.clone()
+    }
+
+    /// Reads the image in place (no copy); `f` must not block.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&MetadataImage) -> R) -> R {
+        f(&self.lock().image)
     }
 
     pub(crate) fn subscribe(&self) -> (MetadataImage, flume::Receiver<MetadataDelta>) {
@@ -404,7 +418,9 @@ pub fn start_in_process_with(
 }
 
 /// The controller thread: one command at a time, log before apply, publish
-/// before reply.
+/// before reply. It is the active controller from its start, so it keeps
+/// the node sessions and fences the expired ones itself, and runs the
+/// preferred-leader rebalancing.
 fn controller_loop(
     log: &mut MetadataLog,
     sm: &mut StateMachine,
@@ -412,35 +428,46 @@ fn controller_loop(
     rx: &flume::Receiver<Msg>,
     options: &ControllerOptions,
 ) -> Result<(), ControllerError> {
-    let mut new_topic_id = uuid::Uuid::new_v4;
+    let clock = std::time::Instant::now();
+    let now_ms = || u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut sessions = Sessions::new(options.node_session_timeout_ms.max(1));
+    sessions.reset(&sm.image().registrations, now_ms());
+    let mut rebalancer = LeaderRebalancer::new(options.leader_rebalance);
+    rebalancer.reset(now_ms());
+    let mut last_session_tick = now_ms();
+    let tick = options.tick.min(Duration::from_millis(SESSION_TICK_MS));
     loop {
-        let req = match rx.recv_timeout(options.tick) {
-            Ok(Msg::Submit(req)) => req,
-            Ok(Msg::Stop) | Err(flume::RecvTimeoutError::Disconnected) => break,
-            Err(flume::RecvTimeoutError::Timeout) => {
-                hub.tick();
-                continue;
-            }
-        };
-        let plan = match sm.handle(&req.cmd, &mut new_topic_id) {
-            Ok(plan) => plan,
-            Err(e) => {
-                let _ = req.reply.send(Err(e));
-                continue;
-            }
-        };
-        if !plan.records.is_empty() {
-            if let Err(e) = log.append(sm.image().version, &plan.records) {
-                let _ = req.reply.send(Err(e.clone()));
-                if e.is_fatal() {
-                    return Err(e);
+        match rx.recv_timeout(tick) {
+            Ok(Msg::Submit(req)) => {
+                let reply = match execute(log, sm, hub, &req.cmd) {
+                    Ok(reply) => reply,
+                    Err(fatal) => {
+                        let _ = req.reply.send(Err(fatal.clone()));
+                        return Err(fatal);
+                    }
+                };
+                if let Ok((result, _)) = &reply {
+                    sessions.observe(&req.cmd, result, now_ms());
                 }
-                continue;
+                let _ = req.reply.send(reply);
             }
-            let deltas: Vec<MetadataDelta> = plan.records.iter().map(|r| sm.apply(r)).collect();
-            hub.publish(&deltas);
+            Ok(Msg::Stop) | Err(flume::RecvTimeoutError::Disconnected) => break,
+            Err(flume::RecvTimeoutError::Timeout) => hub.tick(),
         }
-        let _ = req.reply.send(Ok((plan.result, sm.image().version)));
+        let now = now_ms();
+        if now.saturating_sub(last_session_tick) >= SESSION_TICK_MS {
+            last_session_tick = now;
+            for cmd in sessions.tick(&sm.image().registrations, now) {
+                tracing::info!(?cmd, "node session expired; fencing");
+                if let Err(e) = execute(log, sm, hub, &cmd)? {
+                    tracing::warn!(error = %e, "fencing an expired node failed");
+                }
+            }
+            if let Some(cmd) = rebalancer.tick(sm.image(), now) {
+                let reply = execute(log, sm, hub, &cmd)?;
+                log_rebalance(&cmd, &reply.map(|(r, _)| r));
+            }
+        }
         if log.records_since_snapshot() >= options.snapshot_every_records {
             log.snapshot(sm.image())?;
             tracing::info!(version = sm.image().version, "metadata snapshot written");
@@ -451,6 +478,46 @@ fn controller_loop(
     }
     tracing::info!(version = sm.image().version, "controller stopped");
     Ok(())
+}
+
+/// Logs what an automatic preferred-leader election did.
+pub(crate) fn log_rebalance(cmd: &Command, reply: &Result<CommandResult, ControllerError>) {
+    let Command::ElectLeaders { partitions, .. } = cmd else { return };
+    let asked = partitions.as_ref().map_or(0, Vec::len);
+    match reply {
+        Ok(CommandResult::LeadersElected { results }) => {
+            let elected = results.iter().filter(|r| r.error_code == 0).count();
+            tracing::info!(asked, elected, "leader imbalance: preferred replicas elected");
+        }
+        Ok(other) => tracing::warn!(?other, "unexpected answer to a preferred election"),
+        Err(e) => tracing::info!(error = %e, "leader imbalance: preferred election failed"),
+    }
+}
+
+/// Plans `cmd`, logs and applies its records, publishes their deltas. The
+/// outer error is fatal (the controller stops); the inner one is the answer.
+fn execute(
+    log: &mut MetadataLog,
+    sm: &mut StateMachine,
+    hub: &Hub,
+    cmd: &Command,
+) -> Result<Reply, ControllerError> {
+    let mut new_topic_id = uuid::Uuid::new_v4;
+    let plan = match sm.handle(cmd, &mut new_topic_id) {
+        Ok(plan) => plan,
+        Err(e) => return Ok(Err(e)),
+    };
+    if !plan.records.is_empty() {
+        if let Err(e) = log.append(sm.image().version, &plan.records) {
+            if e.is_fatal() {
+                return Err(e);
+            }
+            return Ok(Err(e));
+        }
+        let deltas: Vec<MetadataDelta> = plan.records.iter().map(|r| sm.apply(r)).collect();
+        hub.publish(&deltas);
+    }
+    Ok(Ok((plan.result, sm.image().version)))
 }
 
 #[cfg(test)]
@@ -551,6 +618,96 @@ mod tests {
         handle.submit_blocking(Command::create_topic("later", 1, 1)).unwrap();
         let d = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(matches!(d, MetadataDelta::TopicCreated(t) if t.name == "later"));
+    }
+
+    /// The single-member controller keeps node sessions: heartbeats keep a
+    /// node live, silence fences it, a heartbeat brings it back.
+    #[test]
+    fn expired_sessions_are_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ControllerOptions { node_session_timeout_ms: 1000, ..Default::default() };
+        let (handle, _join) =
+            start_in_process_with(dir.path(), ConfigDefaults::default(), options).unwrap();
+        let r = handle.submit_blocking(Command::RegisterNode(node(1))).unwrap();
+        let CommandResult::NodeRegistered { broker_epoch, .. } = r else { panic!("{r:?}") };
+        handle.submit_blocking(Command::create_topic("t", 1, 1)).unwrap();
+        let heartbeat = Command::Heartbeat { node: NodeId(1), broker_epoch, want_shutdown: false };
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(1500) {
+            let r = handle.submit_blocking(heartbeat.clone()).unwrap();
+            assert_eq!(r, CommandResult::HeartbeatAck { fenced: false, shutdown_ready: false });
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(!handle.image().registrations[&NodeId(1)].fenced);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !handle.image().registrations[&NodeId(1)].fenced {
+            assert!(std::time::Instant::now() < deadline, "the silent node was not fenced");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(handle.image().topics["t"].partitions[0].leader, crate::state::NO_LEADER);
+        handle.submit_blocking(heartbeat).unwrap();
+        let image = handle.image();
+        assert!(!image.registrations[&NodeId(1)].fenced);
+        assert_eq!(image.topics["t"].partitions[0].leader, NodeId(1));
+    }
+
+    /// The single-member controller moves leadership back to a preferred
+    /// replica that returned, by itself, once per check interval.
+    #[test]
+    fn leader_imbalance_is_rebalanced() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader_rebalance =
+            RebalanceOptions { enable: true, check_interval_ms: 200, per_node_percentage: 10 };
+        let options = ControllerOptions { leader_rebalance, ..Default::default() };
+        let (handle, _join) =
+            start_in_process_with(dir.path(), ConfigDefaults::default(), options).unwrap();
+        let mut epochs = Vec::new();
+        for n in 1..=2 {
+            match handle.submit_blocking(Command::RegisterNode(node(n))).unwrap() {
+                CommandResult::NodeRegistered { broker_epoch, .. } => epochs.push(broker_epoch),
+                other => panic!("{other:?}"),
+            }
+        }
+        let assignment = crate::state::PartitionAssignment {
+            partition: weir_proto::ids::PartitionId(0),
+            replicas: vec![NodeId(1), NodeId(2)],
+        };
+        handle
+            .submit_blocking(Command::CreateTopic {
+                name: "r".into(),
+                partitions: -1,
+                replication_factor: -1,
+                assignments: Some(vec![assignment]),
+                configs: Default::default(),
+                internal: false,
+                validate_only: false,
+            })
+            .unwrap();
+        // Node 1 is fenced and comes back; node 2 leads, then lets 1 rejoin.
+        let broker_epoch = epochs[0];
+        handle.submit_blocking(Command::FenceNode { node: NodeId(1), broker_epoch }).unwrap();
+        let heartbeat = Command::Heartbeat { node: NodeId(1), broker_epoch, want_shutdown: false };
+        handle.submit_blocking(heartbeat).unwrap();
+        let p = handle.image().topics["r"].partitions[0].clone();
+        assert_eq!(p.leader, NodeId(2));
+        handle
+            .submit_blocking(Command::AlterPartition {
+                topic: "r".into(),
+                partition: p.partition,
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                new_isr: vec![
+                    crate::state::IsrEntry { node: NodeId(2), broker_epoch: -1 },
+                    crate::state::IsrEntry { node: NodeId(1), broker_epoch },
+                ],
+            })
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while handle.image().topics["r"].partitions[0].leader != NodeId(1) {
+            assert!(std::time::Instant::now() < deadline, "the preferred leader was not restored");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     #[test]

@@ -15,6 +15,14 @@
 //! * [`state`] — the deterministic state machine: commands in, records and
 //!   answers out, image rebuilt by replaying records. No clock, no I/O, no
 //!   randomness; the Raft quorum ([`raft`]) replicates its records.
+//! * `leadership` (private) — registration, fencing, leader election,
+//!   AlterPartition, controlled shutdown: Kafka KRaft's rules, sans-IO.
+//! * `reassignment` (private) — partition reassignment (KIP-455): moving
+//!   replicas between nodes and changing the replication factor, sans-IO.
+//! * [`sessions`] — node sessions on the active controller (heartbeat
+//!   times, in memory, not in the log); expired ones are fenced.
+//! * [`rebalance`] — automatic preferred-leader rebalancing: the active
+//!   controller's periodic decision, sans-IO, submitted as ElectLeaders.
 //! * [`config`] — topic config keys, defaults, validation, DescribeConfigs.
 //! * [`log`] — the on-disk log and snapshots; a failed write stops the
 //!   controller (fail-stop).
@@ -32,11 +40,16 @@
 pub mod config;
 pub mod error;
 pub mod handle;
+mod leadership;
 pub mod log;
 pub mod metrics;
+mod placement;
 pub mod raft;
+mod reassignment;
+pub mod rebalance;
 pub mod remote;
 pub mod service;
+pub mod sessions;
 pub mod state;
 
 pub use config::{ConfigDefaults, ConfigEntry, ConfigOp, ConfigOpType, TopicConfig};
@@ -47,7 +60,9 @@ pub use handle::{
 };
 pub use remote::{connect, connect_with, serve, serve_member_until, serve_until};
 pub use service::{ControllerConfig, run, run_until};
+pub use sessions::Sessions;
 pub use state::{
-    Command, CommandResult, MetadataDelta, MetadataImage, MetadataRecord, NodeInfo,
-    PartitionAssignment, PartitionMeta, TopicMeta, TopicRef,
+    Command, CommandResult, ElectionResult, ElectionType, IsrEntry, MetadataDelta, MetadataImage,
+    MetadataRecord, NO_LEADER, NodeInfo, OngoingReassignment, PartitionAssignment, PartitionMeta,
+    ReassignmentResult, Registration, TopicMeta, TopicRef,
 };

@@ -532,6 +532,99 @@ mod tests {
     }
 
     #[test]
+    fn leadership_records_survive_a_reload() {
+        use crate::state::{IsrEntry, NodeInfo};
+        use weir_proto::ids::NodeId;
+        let dir = tempfile::tempdir().unwrap();
+        populate(dir.path());
+        let (mut log, mut sm, _) = MetadataLog::open(dir.path()).unwrap();
+        let mut ids = seq_ids();
+        for n in 2..=3 {
+            commit(&mut log, &mut sm, &mut ids, Command::RegisterNode(node(n)));
+        }
+        commit(&mut log, &mut sm, &mut ids, Command::create_topic("r", 3, 3));
+        let epoch = |sm: &StateMachine, n: i32| sm.image().registrations[&NodeId(n)].broker_epoch;
+        let e1 = epoch(&sm, 1);
+        commit(
+            &mut log,
+            &mut sm,
+            &mut ids,
+            Command::FenceNode { node: NodeId(1), broker_epoch: e1 },
+        );
+        let p = sm.image().topics["r"].partitions[1].clone();
+        let alter = Command::AlterPartition {
+            topic: "r".into(),
+            partition: p.partition,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr: vec![IsrEntry { node: p.leader, broker_epoch: -1 }],
+        };
+        commit(&mut log, &mut sm, &mut ids, alter);
+        let heartbeat =
+            Command::Heartbeat { node: NodeId(1), broker_epoch: e1, want_shutdown: false };
+        commit(&mut log, &mut sm, &mut ids, heartbeat);
+        let bounced = NodeInfo { incarnation: 9, ..node(3) };
+        commit(&mut log, &mut sm, &mut ids, Command::RegisterNode(bounced));
+        let image = sm.image().clone();
+        assert!(image.leader_elections > 0);
+        drop(log);
+        let (mut log, sm, _) = MetadataLog::open(dir.path()).unwrap();
+        assert_eq!(sm.image(), &image);
+        // And through a snapshot.
+        log.snapshot(sm.image()).unwrap();
+        drop(log);
+        let (_log, sm, _) = MetadataLog::open(dir.path()).unwrap();
+        assert_eq!(sm.image(), &image);
+    }
+
+    /// Records and snapshots written before broker epochs, partition epochs
+    /// and registrations still load.
+    #[test]
+    fn old_format_records_and_snapshots_still_load() {
+        use crate::state::CommandResult;
+        use weir_proto::ids::NodeId;
+        let topic = r#"{"name":"t","id":"00000000-0000-0000-0000-000000000101","internal":false,
+            "partitions":[{"partition":0,"leader":1,"leader_epoch":0,"replicas":[1],"isr":[1]}],
+            "overrides":{}}"#;
+        let node = r#"{"id":1,"host":"127.0.0.1","port":9093,"rack":null}"#;
+        let batch = format!(
+            r#"{{"v":1,"base":0,"records":[{{"type":"ClusterInitialized","cluster_id":"old"}},
+            {{"type":"NodeRegistered","node":{node}}},{{"type":"TopicCreated","topic":{topic}}}]}}"#
+        );
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(MetadataLog::log_path(dir.path()), encode_frame(batch.as_bytes())).unwrap();
+        let (mut log, mut sm, report) = MetadataLog::open(dir.path()).unwrap();
+        assert_eq!(report.batches_replayed, 1);
+        // The old registration's broker epoch is its record's offset.
+        assert_eq!(sm.image().registrations[&NodeId(1)].broker_epoch, 1);
+        assert_eq!(sm.image().topics["t"].partitions[0].partition_epoch, 0);
+        let mut ids = seq_ids();
+        let plan =
+            sm.handle(&Command::RegisterNode(crate::state::tests::node(1)), &mut ids).unwrap();
+        assert!(plan.records.is_empty(), "the same node registering again writes nothing");
+        assert!(matches!(plan.result, CommandResult::NodeRegistered { broker_epoch: 1, .. }));
+        commit(&mut log, &mut sm, &mut ids, Command::create_topic("new", 1, 1));
+        drop(log);
+
+        // A snapshot image from before registrations: its nodes count as live
+        // until they register again.
+        let image = format!(
+            r#"{{"v":1,"image":{{"cluster_id":"old","version":3,"nodes":{{"1":{node}}},
+            "topics":{{"t":{topic}}},"next_producer_id":0,
+            "defaults":{{"num_partitions":1,"default_replication_factor":1,"topic":{{}}}}}}}}"#
+        );
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(MetadataLog::snapshot_path(dir.path()), encode_frame(image.as_bytes())).unwrap();
+        let (mut log, mut sm, _) = MetadataLog::open(dir.path()).unwrap();
+        assert!(sm.image().registrations.is_empty());
+        assert!(sm.image().is_eligible(NodeId(1)));
+        commit(&mut log, &mut sm, &mut ids, Command::create_topic("new", 1, 1));
+        commit(&mut log, &mut sm, &mut ids, Command::RegisterNode(crate::state::tests::node(1)));
+        assert_eq!(sm.image().registrations[&NodeId(1)].broker_epoch, 4);
+    }
+
+    #[test]
     fn producer_id_blocks_never_overlap_across_restart() {
         let dir = tempfile::tempdir().unwrap();
         populate(dir.path());

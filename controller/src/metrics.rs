@@ -1,13 +1,15 @@
 //! The controller's Prometheus metrics (the ones a Kafka operator reads from
 //! the active controller: ActiveControllerCount, GlobalTopicCount,
-//! GlobalPartitionCount, OfflinePartitionsCount, PreferredReplicaImbalanceCount),
-//! and the small HTTP endpoint that serves `/metrics` for both the controller
-//! and the node.
+//! GlobalPartitionCount, OfflinePartitionsCount, PreferredReplicaImbalanceCount,
+//! FencedBrokerCount, LeaderElectionRateAndTimeMs and
+//! UncleanLeaderElectionsPerSec as counts), and the small HTTP endpoint that
+//! serves `/metrics` for both the controller and the node.
 //!
 //! Everything here is read from the published metadata image at scrape time:
-//! the controller thread keeps no extra counters.
+//! the controller thread keeps no extra counters (the election counts are in
+//! the image, so every member and subscriber reports the same).
 
-use crate::state::MetadataImage;
+use crate::state::{MetadataImage, NO_LEADER};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use weir_proto::exposition::Exposition;
@@ -28,6 +30,22 @@ pub fn add_families(e: &mut Exposition, image: &MetadataImage, active: bool) {
     .sample(&[], image.version as f64);
     e.gauge("weir_controller_registered_nodes", "Storage nodes registered with the controller.")
         .sample(&[], image.nodes.len() as f64);
+    let fenced = image.registrations.values().filter(|r| r.fenced).count();
+    e.gauge(
+        "weir_controller_fenced_nodes",
+        "Registered nodes that are fenced: their session expired (FencedBrokerCount).",
+    )
+    .sample(&[], fenced as f64);
+    e.counter(
+        "weir_controller_leader_elections_total",
+        "Leader elections applied: partition changes that gave a partition a new leader or leader epoch (LeaderElectionRateAndTimeMs count).",
+    )
+    .sample(&[], image.leader_elections as f64);
+    e.counter(
+        "weir_controller_unclean_leader_elections_total",
+        "Leader elections that took a leader from outside the ISR (UncleanLeaderElectionsPerSec count).",
+    )
+    .sample(&[], image.unclean_leader_elections as f64);
     e.gauge(
         "weir_controller_topics",
         "Topics in the cluster, internal ones included (GlobalTopicCount).",
@@ -37,7 +55,8 @@ pub fn add_families(e: &mut Exposition, image: &MetadataImage, active: bool) {
     let (mut total, mut offline, mut imbalanced) = (0u64, 0u64, 0u64);
     for p in partitions {
         total += 1;
-        if p.leader.0 < 0 || !image.nodes.contains_key(&p.leader) {
+        let leader_live = image.registration(p.leader).is_some_and(|r| !r.fenced);
+        if p.leader == NO_LEADER || !leader_live {
             offline += 1;
         }
         if p.replicas.first().is_some_and(|preferred| *preferred != p.leader) {
@@ -48,7 +67,7 @@ pub fn add_families(e: &mut Exposition, image: &MetadataImage, active: bool) {
         .sample(&[], total as f64);
     e.gauge(
         "weir_controller_offline_partitions",
-        "Partitions without a leader on a registered node (OfflinePartitionsCount).",
+        "Partitions without a leader (-1), or led by a node that is not registered or fenced (OfflinePartitionsCount).",
     )
     .sample(&[], offline as f64);
     e.gauge(
@@ -119,15 +138,19 @@ mod tests {
     #[test]
     fn counts_offline_and_imbalanced_partitions_from_the_image() {
         let mut image = MetadataImage::default();
-        image
-            .nodes
-            .insert(NodeId(1), NodeInfo { id: NodeId(1), host: "h".into(), port: 1, rack: None });
+        image.nodes.insert(
+            NodeId(1),
+            NodeInfo { id: NodeId(1), host: "h".into(), port: 1, ..Default::default() },
+        );
         let part = |i: i32, leader: i32, replicas: Vec<i32>| PartitionMeta {
             partition: PartitionId(i),
             leader: NodeId(leader),
             leader_epoch: LeaderEpoch(0),
             replicas: replicas.iter().map(|r| NodeId(*r)).collect(),
             isr: vec![NodeId(leader)],
+            partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         };
         image.topics.insert(
             "t".into(),
@@ -150,5 +173,8 @@ mod tests {
         assert!(text.contains("weir_controller_offline_partitions 2\n"), "{text}");
         assert!(text.contains("weir_controller_preferred_replica_imbalance 2\n"), "{text}");
         assert!(text.contains("weir_controller_topics 1\n"), "{text}");
+        assert!(text.contains("weir_controller_fenced_nodes 0\n"), "{text}");
+        assert!(text.contains("weir_controller_leader_elections_total 0\n"), "{text}");
+        assert!(text.contains("# TYPE weir_controller_unclean_leader_elections_total counter"));
     }
 }

@@ -17,6 +17,7 @@ use crate::handle::{ControllerHandle, ControllerJoin};
 use crate::handle::{ControllerOptions, start_in_process_with};
 use crate::raft::network::member_node_id;
 use crate::raft::{RaftController, RaftControllerConfig, RaftOptions};
+use crate::rebalance::RebalanceOptions;
 use crate::remote::serve_member_until;
 
 /// How the process writes its logs.
@@ -41,6 +42,22 @@ fn default_log_level() -> String {
 
 fn default_snapshot_every_records() -> u64 {
     ControllerOptions::default().snapshot_every_records
+}
+
+fn default_node_session_timeout_ms() -> u64 {
+    crate::sessions::NODE_SESSION_TIMEOUT_MS_DEFAULT
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_leader_imbalance_check_interval_ms() -> u64 {
+    crate::rebalance::LEADER_IMBALANCE_CHECK_INTERVAL_MS_DEFAULT
+}
+
+fn default_leader_imbalance_per_node_percentage() -> u32 {
+    crate::rebalance::LEADER_IMBALANCE_PER_NODE_PERCENTAGE_DEFAULT
 }
 
 /// The controller's TOML config file.
@@ -92,6 +109,28 @@ pub struct ControllerConfig {
     /// size and the time a restart spends replaying it.
     #[serde(default = "default_snapshot_every_records")]
     pub snapshot_every_records: u64,
+    /// A node that sends no accepted heartbeat for this long is fenced: it
+    /// loses its leaderships and leaves the ISRs (Kafka's
+    /// `broker.session.timeout.ms`). Default 9000; 0 is treated as 1. The
+    /// same in single-process and quorum mode (there the leader keeps the
+    /// sessions).
+    #[serde(default = "default_node_session_timeout_ms")]
+    pub node_session_timeout_ms: u64,
+    /// Move partition leadership back to the preferred (first) replicas
+    /// when a node's share of partitions led by others grows too large
+    /// (Kafka's `auto.leader.rebalance.enable`). Default true.
+    #[serde(default = "default_true")]
+    pub auto_leader_rebalance_enable: bool,
+    /// How often the active controller checks the leader imbalance (Kafka's
+    /// `leader.imbalance.check.interval.seconds`, in milliseconds). Default
+    /// 300000; 0 is treated as 1.
+    #[serde(default = "default_leader_imbalance_check_interval_ms")]
+    pub leader_imbalance_check_interval_ms: u64,
+    /// The percentage of a node's preferred partitions led by other nodes
+    /// above which they are moved back to it (Kafka's
+    /// `leader.imbalance.per.broker.percentage`). Default 10.
+    #[serde(default = "default_leader_imbalance_per_node_percentage")]
+    pub leader_imbalance_per_node_percentage: u32,
     /// `host:port` of the Prometheus `/metrics` endpoint. Default
     /// `127.0.0.1:9645`; port 0 picks a free one; an empty string turns it off.
     #[serde(default = "default_metrics_listen")]
@@ -132,6 +171,15 @@ fn default_metrics_listen() -> String {
 }
 
 impl ControllerConfig {
+    /// The preferred-leader rebalancing settings, for either mode.
+    pub fn leader_rebalance(&self) -> RebalanceOptions {
+        RebalanceOptions {
+            enable: self.auto_leader_rebalance_enable,
+            check_interval_ms: self.leader_imbalance_check_interval_ms.max(1),
+            per_node_percentage: self.leader_imbalance_per_node_percentage,
+        }
+    }
+
     /// Reads and parses a TOML config file.
     pub fn from_file(path: &std::path::Path) -> anyhow::Result<ControllerConfig> {
         let text = std::fs::read_to_string(path)
@@ -221,6 +269,8 @@ pub fn run(config: ControllerConfig) -> anyhow::Result<()> {
 pub fn run_until(config: ControllerConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let options = ControllerOptions {
         snapshot_every_records: config.snapshot_every_records.max(1),
+        node_session_timeout_ms: config.node_session_timeout_ms.max(1),
+        leader_rebalance: config.leader_rebalance(),
         ..ControllerOptions::default()
     };
     let Some(quorum) = config.quorum()? else {
@@ -280,6 +330,8 @@ fn start_member(
         defaults: config.defaults.clone(),
         options: RaftOptions {
             snapshot_every_entries: config.snapshot_every_records.max(1),
+            node_session_timeout_ms: config.node_session_timeout_ms.max(1),
+            leader_rebalance: config.leader_rebalance(),
             ..RaftOptions::default()
         },
     })?;
@@ -351,11 +403,31 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/deploy/controller.toml");
         let c = ControllerConfig::from_file(&path).expect("ops/deploy/controller.toml loads");
         assert_eq!(c.metrics_listen, "127.0.0.1:9645");
+        assert_eq!(c.node_session_timeout_ms, 9000);
+        assert_eq!(c.leader_rebalance(), RebalanceOptions::default());
         c.defaults.validated().expect("its topic defaults are valid");
+
+        // Every option is named in it (set, or shown commented out). The
+        // options are the fields serde lists when it refuses an unknown one.
+        let refusal = toml::from_str::<ControllerConfig>("data_dir = \"x\"\nno_such_option = 1")
+            .unwrap_err()
+            .to_string();
+        let expected = refusal.split("expected one of").nth(1).expect("serde names the options");
+        let options: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        assert!(options.len() >= 15 && options.contains(&"auto_leader_rebalance_enable"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        for key in options {
+            assert!(
+                text.lines().any(|l| {
+                    let l = l.trim_start_matches('#').trim_start();
+                    l.starts_with(&format!("{key} =")) || l == format!("[{key}]")
+                }),
+                "ops/deploy/controller.toml documents {key}"
+            );
+        }
         assert!(c.quorum().unwrap().is_none(), "the example is single-process");
 
         // Its commented-out quorum options, uncommented, make a member.
-        let text = std::fs::read_to_string(&path).unwrap();
         let quorum_text: String = text
             .lines()
             .map(|l| {
@@ -405,6 +477,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.listen, "127.0.0.1:9093");
+        assert_eq!(c.node_session_timeout_ms, 9000);
+        assert_eq!(c.leader_rebalance(), RebalanceOptions::default());
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.defaults.num_partitions, 3);
         assert_eq!(c.defaults.default_replication_factor, 1);
@@ -422,6 +496,10 @@ mod tests {
             log_level: "info".into(),
             defaults: ConfigDefaults::default(),
             snapshot_every_records: 10,
+            node_session_timeout_ms: 9000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_node_percentage: 10,
             metrics_listen: "127.0.0.1:0".into(),
             id: None,
             members: BTreeMap::new(),
@@ -454,6 +532,10 @@ mod tests {
             log_level: "info".into(),
             defaults: ConfigDefaults::default(),
             snapshot_every_records: 10,
+            node_session_timeout_ms: 9000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_node_percentage: 10,
             metrics_listen: String::new(),
             id: Some(1),
             members: [("1".to_string(), raft.to_string())].into(),
@@ -477,7 +559,7 @@ mod tests {
             id: weir_proto::ids::NodeId(1),
             host: "127.0.0.1".into(),
             port: 9092,
-            rack: None,
+            ..Default::default()
         };
         remote.submit_blocking(crate::Command::RegisterNode(node)).unwrap();
         remote.submit_blocking(crate::Command::create_topic("q", 2, 1)).unwrap();

@@ -17,6 +17,15 @@
 //! image rebuilds an identical image; a later Raft quorum replicates exactly
 //! these records.
 //!
+//! Partition leadership — registrations with broker epochs, heartbeats,
+//! fencing, elections, AlterPartition, controlled shutdown — is planned by
+//! the private `leadership` module with Kafka KRaft's rules, and placement of
+//! new replicas by `placement` (Kafka's rack-aware assignment), partition
+//! reassignments (KIP-455) by `reassignment`. Node session times are not
+//! state: the active controller's shell keeps them ([`crate::sessions`]) and
+//! submits [`Command::FenceNode`] when one expires; it also submits the
+//! preferred-leader elections of [`crate::rebalance`].
+//!
 //! Every record applied bumps [`MetadataImage::version`] by one, and every
 //! record gives exactly one delta, so a subscriber that applies deltas with
 //! [`MetadataImage::apply_delta`] holds an image equal to the controller's at
@@ -29,6 +38,7 @@ use weir_proto::ids::{LeaderEpoch, NodeId, PartitionId, ProducerId, TopicId};
 
 use crate::config::{self, ConfigDefaults, ConfigEntry, ConfigOp, TopicConfig};
 use crate::error::ControllerError;
+use crate::{leadership, placement, reassignment};
 
 /// Longest topic name, as in Kafka.
 pub const TOPIC_NAME_LEN_MAX: usize = 249;
@@ -50,23 +60,138 @@ pub const INTERNAL_TOPICS: &[&str] = &[CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE
 const CLUSTER_METADATA_TOPIC: &str = "__cluster_metadata";
 
 /// A registered storage node and where clients reach it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub id: NodeId,
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// `host:port` of the node's QUIC replication endpoint.
+    #[serde(default)]
+    pub replication_addr: Option<String>,
+    /// Random per node process start: a registration with a new incarnation
+    /// is a restarted ("bounced") node and gets a new broker epoch.
+    #[serde(default)]
+    pub incarnation: u64,
 }
+
+/// The leader of a partition that has none (an offline partition), as
+/// Kafka's -1.
+pub const NO_LEADER: NodeId = NodeId(-1);
 
 /// One partition's placement and leadership.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionMeta {
     pub partition: PartitionId,
+    /// [`NO_LEADER`] (-1) when no replica may lead (offline).
     pub leader: NodeId,
+    /// Bumped on every leader change.
     pub leader_epoch: LeaderEpoch,
-    /// Preferred leader first.
+    /// Preferred leader first. During a reassignment: the target replicas,
+    /// then those being removed.
     pub replicas: Vec<NodeId>,
     pub isr: Vec<NodeId>,
+    /// Bumped on every change of leader, ISR or replicas; AlterPartition
+    /// must name the current one.
+    #[serde(default)]
+    pub partition_epoch: i32,
+    /// Replicas an ongoing reassignment adds (KIP-455): in `replicas`, not
+    /// in the replica set before it. Empty when none is in progress (and
+    /// then left out of the JSON, so records read as before reassignments).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<NodeId>,
+    /// Replicas an ongoing reassignment removes: in `replicas` (after the
+    /// target ones), not in its target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<NodeId>,
+}
+
+impl PartitionMeta {
+    /// Whether a reassignment is in progress.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replica set an ongoing reassignment moves to (`replicas` itself
+    /// when none is in progress), preferred replica first.
+    pub fn target_replicas(&self) -> Vec<NodeId> {
+        self.replicas.iter().copied().filter(|r| !self.removing_replicas.contains(r)).collect()
+    }
+
+    /// The replica set before the ongoing reassignment (`replicas` itself
+    /// when none is in progress): what cancelling it goes back to.
+    pub fn original_replicas(&self) -> Vec<NodeId> {
+        self.replicas.iter().copied().filter(|r| !self.adding_replicas.contains(r)).collect()
+    }
+}
+
+/// A node's registration with the controller: the broker epoch of its
+/// current registration and its liveness.
+///
+/// `fenced`: its session expired (or it restarted); it leads nothing and is
+/// in no ISR but as the last member, until it heartbeats again.
+/// `shutting_down`: it asked for a controlled shutdown; it takes no new
+/// leaderships or ISR places until it registers again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Registration {
+    pub broker_epoch: i64,
+    pub fenced: bool,
+    pub shutting_down: bool,
+}
+
+/// One member of the ISR an AlterPartition proposes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsrEntry {
+    pub node: NodeId,
+    /// The broker epoch the leader saw the member fetch with; -1 for members
+    /// already in the ISR.
+    pub broker_epoch: i64,
+}
+
+/// ElectLeaders' election type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionType {
+    /// Make the first replica the leader where it is in the ISR and live.
+    Preferred,
+    /// Give partitions without a leader any live replica (losing data).
+    Unclean,
+}
+
+/// The outcome of ElectLeaders for one partition: `error_code` 0 when a
+/// leader was elected, else the Kafka error (ELECTION_NOT_NEEDED,
+/// PREFERRED_LEADER_NOT_AVAILABLE, ELIGIBLE_LEADERS_NOT_AVAILABLE,
+/// UNKNOWN_TOPIC_OR_PARTITION).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElectionResult {
+    pub topic: String,
+    pub partition: PartitionId,
+    pub error_code: i16,
+    pub message: Option<String>,
+}
+
+/// The outcome of AlterPartitionReassignments for one partition:
+/// `error_code` 0 when the reassignment was started, changed, completed or
+/// cancelled (or there was nothing to do), else the Kafka error
+/// (UNKNOWN_TOPIC_OR_PARTITION, INVALID_REPLICA_ASSIGNMENT,
+/// NO_REASSIGNMENT_IN_PROGRESS).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReassignmentResult {
+    pub topic: String,
+    pub partition: PartitionId,
+    pub error_code: i16,
+    pub message: Option<String>,
+}
+
+/// A reassignment in progress, as ListPartitionReassignments reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OngoingReassignment {
+    pub topic: String,
+    pub partition: PartitionId,
+    /// Every replica during the move: the target ones first, then those
+    /// being removed.
+    pub replicas: Vec<NodeId>,
+    pub adding: Vec<NodeId>,
+    pub removing: Vec<NodeId>,
 }
 
 /// A topic: its stable id, partitions (index = partition id) and config overrides.
@@ -99,6 +224,18 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
     /// Node-level config defaults in force.
     pub defaults: ConfigDefaults,
+    /// The current registration of every node in `nodes` (a node from an
+    /// image written before registrations were recorded has none until it
+    /// registers again; it counts as live meanwhile).
+    #[serde(default)]
+    pub registrations: BTreeMap<NodeId, Registration>,
+    /// Leader elections applied: partition changes that gave a partition a
+    /// new leader or a new leader epoch (Kafka's LeaderElectionRateAndTimeMs count).
+    #[serde(default)]
+    pub leader_elections: u64,
+    /// Of those, unclean ones (a leader from outside the ISR).
+    #[serde(default)]
+    pub unclean_leader_elections: u64,
 }
 
 impl MetadataImage {
@@ -121,6 +258,30 @@ impl MetadataImage {
         )
     }
 
+    /// A node's registration. A node known from an old image but not yet
+    /// registered again counts as live with broker epoch -1.
+    pub fn registration(&self, node: NodeId) -> Option<Registration> {
+        match self.registrations.get(&node) {
+            Some(r) => Some(*r),
+            None if self.nodes.contains_key(&node) => {
+                Some(Registration { broker_epoch: -1, fenced: false, shutting_down: false })
+            }
+            None => None,
+        }
+    }
+
+    /// Registered, not fenced and not shutting down: may lead, join an ISR,
+    /// and be placed on.
+    pub fn is_eligible(&self, node: NodeId) -> bool {
+        self.registration(node).is_some_and(|r| !r.fenced && !r.shutting_down)
+    }
+
+    /// One partition, if it exists.
+    pub fn partition(&self, topic: &str, partition: PartitionId) -> Option<&PartitionMeta> {
+        let i = usize::try_from(partition.0).ok()?;
+        self.topics.get(topic)?.partitions.get(i)
+    }
+
     /// DescribeConfigs for a topic: the full config set.
     pub fn describe_topic_configs(&self, name: &str) -> Option<Vec<ConfigEntry>> {
         let t = self.topics.get(name)?;
@@ -139,8 +300,58 @@ impl MetadataImage {
                 self.cluster_id = cluster_id.clone();
             }
             MetadataDelta::DefaultsChanged(defaults) => self.defaults = defaults.clone(),
-            MetadataDelta::NodeRegistered(node) => {
+            MetadataDelta::NodeRegistered { node, broker_epoch } => {
                 self.nodes.insert(node.id, node.clone());
+                let registration = Registration {
+                    broker_epoch: *broker_epoch,
+                    fenced: false,
+                    shutting_down: false,
+                };
+                self.registrations.insert(node.id, registration);
+            }
+            MetadataDelta::NodeFenced { node, broker_epoch } => {
+                let r = self.registrations.get_mut(node).expect("fencing a registered node");
+                assert_eq!(r.broker_epoch, *broker_epoch, "fencing the current registration");
+                r.fenced = true;
+            }
+            MetadataDelta::NodeUnfenced { node, broker_epoch } => {
+                let r = self.registrations.get_mut(node).expect("unfencing a registered node");
+                assert_eq!(r.broker_epoch, *broker_epoch, "unfencing the current registration");
+                r.fenced = false;
+            }
+            MetadataDelta::NodeShuttingDown { node, broker_epoch } => {
+                let r = self.registrations.get_mut(node).expect("shutting down a registered node");
+                assert_eq!(r.broker_epoch, *broker_epoch, "shutting down the current registration");
+                r.shutting_down = true;
+            }
+            MetadataDelta::PartitionChanged { topic, partition, unclean } => {
+                let t = self.topics.get_mut(topic).expect("change of a known topic");
+                let old = usize::try_from(partition.partition.0)
+                    .ok()
+                    .and_then(|i| t.partitions.get_mut(i))
+                    .expect("change of a known partition");
+                assert!(
+                    partition.leader_epoch >= old.leader_epoch
+                        && partition.partition_epoch > old.partition_epoch,
+                    "partition epochs only grow"
+                );
+                assert!(
+                    partition.adding_replicas.iter().all(|r| partition.replicas.contains(r))
+                        && partition.removing_replicas.iter().all(|r| {
+                            partition.replicas.contains(r) && !partition.adding_replicas.contains(r)
+                        }),
+                    "a reassignment adds and removes only replicas, none both"
+                );
+                let elected = partition.leader != NO_LEADER
+                    && (partition.leader != old.leader
+                        || partition.leader_epoch != old.leader_epoch);
+                if elected {
+                    self.leader_elections += 1;
+                    if *unclean {
+                        self.unclean_leader_elections += 1;
+                    }
+                }
+                *old = partition.clone();
             }
             MetadataDelta::TopicCreated(topic) => {
                 let old = self.topics.insert(topic.name.clone(), topic.clone());
@@ -190,7 +401,9 @@ pub struct PartitionAssignment {
 /// What a node asks of the controller.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// Register a node, or update its address. Idempotent.
+    /// Register a node, or update its address. Idempotent for the same
+    /// incarnation; a new incarnation is a restarted node, which gets a new
+    /// broker epoch after its old registration is fenced.
     RegisterNode(NodeInfo),
     CreateTopic {
         name: String,
@@ -225,6 +438,45 @@ pub enum Command {
     AllocateProducerIds {
         node: NodeId,
         count: u32,
+    },
+    /// A node's periodic heartbeat. Unfences a fenced node; `want_shutdown`
+    /// starts (and then polls) its controlled shutdown.
+    Heartbeat {
+        node: NodeId,
+        broker_epoch: i64,
+        want_shutdown: bool,
+    },
+    /// A partition leader changes its ISR.
+    AlterPartition {
+        topic: String,
+        partition: PartitionId,
+        leader: NodeId,
+        leader_epoch: LeaderEpoch,
+        partition_epoch: i32,
+        new_isr: Vec<IsrEntry>,
+    },
+    /// Preferred or unclean leader election; `None`: every partition.
+    ElectLeaders {
+        partitions: Option<Vec<(String, PartitionId)>>,
+        election: ElectionType,
+    },
+    /// A node's session expired: submitted by the active controller's own
+    /// session timer ([`crate::sessions::Sessions`]). A no-op unless
+    /// `broker_epoch` is the node's current, unfenced registration.
+    FenceNode {
+        node: NodeId,
+        broker_epoch: i64,
+    },
+    /// Start or change (`Some(target replicas)`) or cancel (`None`) the
+    /// reassignment of each partition (KIP-455; planned by the private
+    /// `reassignment` module).
+    /// Each entry is answered on its own.
+    AlterPartitionReassignments {
+        partitions: Vec<(String, PartitionId, Option<Vec<NodeId>>)>,
+    },
+    /// The reassignments in progress among `partitions`; `None`: all of them.
+    ListPartitionReassignments {
+        partitions: Option<Vec<(String, PartitionId)>>,
     },
 }
 
@@ -265,6 +517,8 @@ impl Command {
 pub enum CommandResult {
     NodeRegistered {
         cluster_id: String,
+        /// The epoch of this registration: heartbeats must carry it.
+        broker_epoch: i64,
     },
     /// Under `validate_only` the topic id is nil.
     TopicCreated {
@@ -288,6 +542,30 @@ pub enum CommandResult {
         first: ProducerId,
         count: u32,
     },
+    /// `fenced`: the node is fenced after this heartbeat (it asked to shut
+    /// down while fenced). `shutdown_ready`: it asked to shut down and leads
+    /// no partition that another replica could lead; it may stop now.
+    HeartbeatAck {
+        fenced: bool,
+        shutdown_ready: bool,
+    },
+    /// The partition's state after AlterPartition.
+    PartitionAltered {
+        topic: String,
+        partition: PartitionMeta,
+    },
+    LeadersElected {
+        results: Vec<ElectionResult>,
+    },
+    NodeFenced,
+    /// One result per entry of the command, in its order.
+    PartitionReassignmentsAltered {
+        results: Vec<ReassignmentResult>,
+    },
+    /// Reassignments in progress, by topic name and partition.
+    PartitionReassignments {
+        reassignments: Vec<OngoingReassignment>,
+    },
 }
 
 /// One entry of the metadata log. The log frames these in batches (one batch
@@ -295,14 +573,59 @@ pub enum CommandResult {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum MetadataRecord {
-    ClusterInitialized { cluster_id: String },
-    DefaultsChanged { defaults: ConfigDefaults },
-    NodeRegistered { node: NodeInfo },
-    TopicCreated { topic: TopicMeta },
-    TopicDeleted { name: String, id: TopicId },
-    PartitionsCreated { topic: String, partitions: Vec<PartitionMeta> },
-    ConfigChanged { topic: String, overrides: BTreeMap<String, String> },
-    ProducerIdsAllocated { node: NodeId, first: i64, count: u32 },
+    ClusterInitialized {
+        cluster_id: String,
+    },
+    DefaultsChanged {
+        defaults: ConfigDefaults,
+    },
+    /// `broker_epoch` is the record's own offset (image version); 0 in logs
+    /// written before broker epochs, read as that offset.
+    NodeRegistered {
+        node: NodeInfo,
+        #[serde(default)]
+        broker_epoch: i64,
+    },
+    TopicCreated {
+        topic: TopicMeta,
+    },
+    TopicDeleted {
+        name: String,
+        id: TopicId,
+    },
+    PartitionsCreated {
+        topic: String,
+        partitions: Vec<PartitionMeta>,
+    },
+    ConfigChanged {
+        topic: String,
+        overrides: BTreeMap<String, String>,
+    },
+    ProducerIdsAllocated {
+        node: NodeId,
+        first: i64,
+        count: u32,
+    },
+    NodeFenced {
+        node: NodeId,
+        broker_epoch: i64,
+    },
+    NodeUnfenced {
+        node: NodeId,
+        broker_epoch: i64,
+    },
+    NodeShuttingDown {
+        node: NodeId,
+        broker_epoch: i64,
+    },
+    /// The full new state of one partition. `unclean`: its new leader came
+    /// from outside the ISR.
+    PartitionChanged {
+        topic: String,
+        partition: PartitionMeta,
+        #[serde(default)]
+        unclean: bool,
+    },
 }
 
 /// A change to the metadata image, as subscribers receive it.
@@ -315,16 +638,21 @@ pub enum MetadataDelta {
     Reset(Box<MetadataImage>),
     ClusterInitialized { cluster_id: String },
     DefaultsChanged(ConfigDefaults),
-    NodeRegistered(NodeInfo),
+    NodeRegistered { node: NodeInfo, broker_epoch: i64 },
     TopicCreated(TopicMeta),
     TopicDeleted { name: String, id: TopicId },
     PartitionsCreated { topic: String, partitions: Vec<PartitionMeta> },
     ConfigChanged { topic: String, overrides: BTreeMap<String, String> },
     ProducerIdsAllocated { node: NodeId, first: i64, count: u32 },
+    NodeFenced { node: NodeId, broker_epoch: i64 },
+    NodeUnfenced { node: NodeId, broker_epoch: i64 },
+    NodeShuttingDown { node: NodeId, broker_epoch: i64 },
+    PartitionChanged { topic: String, partition: PartitionMeta, unclean: bool },
 }
 
 impl MetadataRecord {
-    fn to_delta(&self) -> MetadataDelta {
+    /// The delta of this record when applied as the record at `version`.
+    fn to_delta(&self, version: u64) -> MetadataDelta {
         match self.clone() {
             MetadataRecord::ClusterInitialized { cluster_id } => {
                 MetadataDelta::ClusterInitialized { cluster_id }
@@ -332,7 +660,14 @@ impl MetadataRecord {
             MetadataRecord::DefaultsChanged { defaults } => {
                 MetadataDelta::DefaultsChanged(defaults)
             }
-            MetadataRecord::NodeRegistered { node } => MetadataDelta::NodeRegistered(node),
+            MetadataRecord::NodeRegistered { node, broker_epoch } => {
+                let broker_epoch = if broker_epoch == 0 {
+                    i64::try_from(version).expect("versions fit i64")
+                } else {
+                    broker_epoch
+                };
+                MetadataDelta::NodeRegistered { node, broker_epoch }
+            }
             MetadataRecord::TopicCreated { topic } => MetadataDelta::TopicCreated(topic),
             MetadataRecord::TopicDeleted { name, id } => MetadataDelta::TopicDeleted { name, id },
             MetadataRecord::PartitionsCreated { topic, partitions } => {
@@ -343,6 +678,18 @@ impl MetadataRecord {
             }
             MetadataRecord::ProducerIdsAllocated { node, first, count } => {
                 MetadataDelta::ProducerIdsAllocated { node, first, count }
+            }
+            MetadataRecord::NodeFenced { node, broker_epoch } => {
+                MetadataDelta::NodeFenced { node, broker_epoch }
+            }
+            MetadataRecord::NodeUnfenced { node, broker_epoch } => {
+                MetadataDelta::NodeUnfenced { node, broker_epoch }
+            }
+            MetadataRecord::NodeShuttingDown { node, broker_epoch } => {
+                MetadataDelta::NodeShuttingDown { node, broker_epoch }
+            }
+            MetadataRecord::PartitionChanged { topic, partition, unclean } => {
+                MetadataDelta::PartitionChanged { topic, partition, unclean }
             }
         }
     }
@@ -437,7 +784,7 @@ impl StateMachine {
 
     /// Folds one record into the image and returns its delta.
     pub fn apply(&mut self, record: &MetadataRecord) -> MetadataDelta {
-        let delta = record.to_delta();
+        let delta = record.to_delta(self.image.version);
         self.image.apply_delta(&delta);
         delta
     }
@@ -478,6 +825,37 @@ impl StateMachine {
             Command::AllocateProducerIds { node, count } => {
                 self.allocate_producer_ids(*node, *count)
             }
+            Command::Heartbeat { node, broker_epoch, want_shutdown } => {
+                leadership::heartbeat(&self.image, *node, *broker_epoch, *want_shutdown)
+            }
+            Command::AlterPartition {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                new_isr,
+            } => leadership::alter_partition(
+                &self.image,
+                topic,
+                *partition,
+                *leader,
+                *leader_epoch,
+                *partition_epoch,
+                new_isr,
+            ),
+            Command::ElectLeaders { partitions, election } => {
+                Ok(leadership::elect_leaders(&self.image, partitions.as_deref(), *election))
+            }
+            Command::FenceNode { node, broker_epoch } => {
+                Ok(leadership::fence_node(&self.image, *node, *broker_epoch))
+            }
+            Command::AlterPartitionReassignments { partitions } => {
+                reassignment::alter(&self.image, partitions)
+            }
+            Command::ListPartitionReassignments { partitions } => {
+                Ok(reassignment::list(&self.image, partitions.as_deref()))
+            }
         }
     }
 
@@ -494,36 +872,58 @@ impl StateMachine {
                 node.id
             )));
         }
-        let records = if self.image.nodes.get(&node.id) == Some(node) {
-            Vec::new()
-        } else {
-            vec![MetadataRecord::NodeRegistered { node: node.clone() }]
-        };
-        Ok(Plan {
-            records,
-            result: CommandResult::NodeRegistered { cluster_id: self.image.cluster_id.clone() },
-        })
+        Ok(leadership::register(&self.image, node))
     }
 
-    fn live_nodes(&self) -> Vec<NodeId> {
-        self.image.nodes.keys().copied().collect()
+    /// Nodes new replicas may be placed on: registered, not fenced, not
+    /// shutting down.
+    fn eligible_nodes(&self) -> Vec<NodeId> {
+        self.image.nodes.keys().copied().filter(|n| self.image.is_eligible(*n)).collect()
     }
 
-    /// Places `count` new partitions starting at `first`, round-robin over the
-    /// registered nodes, starting where the cluster's partition count left
-    /// off so leaders spread. Deterministic. (Rack awareness comes with the
-    /// multi-node controller.)
+    /// Places `count` new partitions starting at partition `first` with
+    /// Kafka's (rack-aware) placement over the eligible nodes, from where the
+    /// cluster's partition count left off so leaders spread. Deterministic.
     fn place(&self, first: i32, count: i32, rf: usize) -> Vec<PartitionMeta> {
-        let nodes = self.live_nodes();
-        assert!(rf >= 1 && rf <= nodes.len(), "replication factor checked before placing");
+        let nodes: Vec<(NodeId, Option<&str>)> = self
+            .eligible_nodes()
+            .into_iter()
+            .map(|n| (n, self.image.nodes[&n].rack.as_deref()))
+            .collect();
         let existing: usize = self.image.topics.values().map(|t| t.partitions.len()).sum();
-        (first..first + count)
-            .map(|p| {
-                let replicas: Vec<NodeId> =
-                    (0..rf).map(|j| nodes[(existing + p as usize + j) % nodes.len()]).collect();
-                new_partition(p, replicas)
-            })
+        let count = usize::try_from(count).expect("partition counts checked before placing");
+        placement::assign(&nodes, existing, count, rf)
+            .into_iter()
+            .zip(first..)
+            .map(|(replicas, p)| new_partition(p, replicas))
             .collect()
+    }
+
+    /// A partition with an explicit assignment: its ISR is the eligible
+    /// replicas, its leader the first of them (Kafka refuses an assignment
+    /// with none).
+    fn assigned_partition(
+        &self,
+        partition: i32,
+        replicas: Vec<NodeId>,
+    ) -> Result<PartitionMeta, ControllerError> {
+        let isr: Vec<NodeId> =
+            replicas.iter().copied().filter(|r| self.image.is_eligible(*r)).collect();
+        let Some(&leader) = isr.first() else {
+            return Err(ControllerError::InvalidReplicaAssignment(format!(
+                "All brokers specified in the partition assignment for partition {partition} are fenced or in controlled shutdown."
+            )));
+        };
+        Ok(PartitionMeta {
+            partition: PartitionId(partition),
+            leader,
+            leader_epoch: LeaderEpoch(0),
+            replicas,
+            isr,
+            partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+        })
     }
 
     fn check_replicas(&self, replicas: &[NodeId], partition: i32) -> Result<(), ControllerError> {
@@ -548,7 +948,7 @@ impl StateMachine {
     }
 
     fn check_replication_factor(&self, rf: i32) -> Result<usize, ControllerError> {
-        let live = self.image.nodes.len();
+        let live = self.eligible_nodes().len();
         if rf < 1 {
             return Err(ControllerError::InvalidReplicationFactor(
                 "Replication factor must be larger than 0, or -1 to use the default value.".into(),
@@ -633,7 +1033,7 @@ impl StateMachine {
                             "All partitions must have the same number of replicas.".into(),
                         ));
                     }
-                    out.push(new_partition(a.partition.0, a.replicas.clone()));
+                    out.push(self.assigned_partition(a.partition.0, a.replicas.clone())?);
                 }
                 out
             }
@@ -732,7 +1132,8 @@ impl StateMachine {
         if added > PARTITIONS_PER_COMMAND_MAX {
             return Err(too_many_partitions());
         }
-        let rf = t.partitions.first().map_or(1, |p| p.replicas.len());
+        // The replication factor a reassignment is moving to, if one is.
+        let rf = t.partitions.first().map_or(1, |p| p.target_replicas().len());
         let partitions = match assignments {
             Some(list) => {
                 if list.len() != added as usize {
@@ -751,7 +1152,7 @@ impl StateMachine {
                             replicas.len()
                         )));
                     }
-                    out.push(new_partition(p, replicas.clone()));
+                    out.push(self.assigned_partition(p, replicas.clone())?);
                 }
                 out
             }
@@ -817,6 +1218,8 @@ impl StateMachine {
     }
 }
 
+/// A controller-placed partition: every replica eligible, so all in sync,
+/// the first leads.
 fn new_partition(partition: i32, replicas: Vec<NodeId>) -> PartitionMeta {
     PartitionMeta {
         partition: PartitionId(partition),
@@ -824,6 +1227,9 @@ fn new_partition(partition: i32, replicas: Vec<NodeId>) -> PartitionMeta {
         leader_epoch: LeaderEpoch(0),
         isr: replicas.clone(),
         replicas,
+        partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     }
 }
 
@@ -872,11 +1278,16 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn node(id: i32) -> NodeInfo {
-        NodeInfo { id: NodeId(id), host: "127.0.0.1".into(), port: 9092 + id as u16, rack: None }
+        NodeInfo {
+            id: NodeId(id),
+            host: "127.0.0.1".into(),
+            port: 9092 + id as u16,
+            ..Default::default()
+        }
     }
 
     /// Handles and applies; returns the result.
-    fn run(
+    pub(crate) fn run(
         sm: &mut StateMachine,
         ids: &mut dyn TopicIdSource,
         cmd: Command,
@@ -888,7 +1299,7 @@ pub(crate) mod tests {
         Ok(plan.result)
     }
 
-    fn cluster(nodes: i32) -> (StateMachine, impl FnMut() -> TopicId) {
+    pub(crate) fn cluster(nodes: i32) -> (StateMachine, impl FnMut() -> TopicId) {
         let mut sm = StateMachine::new();
         let recs = sm.bootstrap(|| "cluster-a".into(), &ConfigDefaults::default()).unwrap();
         for r in &recs {
@@ -901,7 +1312,7 @@ pub(crate) mod tests {
         (sm, ids)
     }
 
-    fn code(r: Result<CommandResult, ControllerError>) -> i16 {
+    pub(crate) fn code(r: Result<CommandResult, ControllerError>) -> i16 {
         r.unwrap_err().kafka_code()
     }
 

@@ -1,6 +1,8 @@
 //! A 3-member controller quorum in one process: real QUIC on 127.0.0.1 with
 //! mutual TLS from a dev CA, real files in temp folders. Covers election,
-//! replication, leader failure, restart and catch-up, and a torn log tail.
+//! replication, leader failure, restart and catch-up, a torn log tail, and
+//! node heartbeats, AlterPartition and session fencing through the quorum,
+//! partition reassignment and automatic leader rebalancing.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -11,15 +13,20 @@ use std::time::{Duration, Instant};
 
 use weir_controller::raft::network::member_node_id;
 use weir_controller::raft::{LogStore, RaftController, RaftControllerConfig, RaftOptions};
-use weir_controller::{Command, ConfigDefaults, MetadataImage, NodeInfo};
+use weir_controller::rebalance::RebalanceOptions;
+use weir_controller::{
+    Command, CommandResult, ConfigDefaults, IsrEntry, MetadataImage, NO_LEADER, NodeInfo,
+    PartitionAssignment,
+};
 use weir_net::tls::DevCa;
-use weir_proto::ids::NodeId;
+use weir_proto::ids::{NodeId, PartitionId};
 
 struct Cluster {
     ca: DevCa,
     addrs: BTreeMap<u64, SocketAddr>,
     dirs: BTreeMap<u64, PathBuf>,
     members: BTreeMap<u64, RaftController>,
+    options: RaftOptions,
     _tmp: tempfile::TempDir,
 }
 
@@ -29,12 +36,18 @@ fn options() -> RaftOptions {
         snapshot_every_entries: 15,
         log_entries_kept: 3,
         segment_bytes_max: 4096,
+        // The registered nodes of these tests never heartbeat: no fencing.
+        node_session_timeout_ms: 3_600_000,
         ..RaftOptions::default()
     }
 }
 
 impl Cluster {
     fn new(n: u64) -> Cluster {
+        Cluster::with_options(n, options())
+    }
+
+    fn with_options(n: u64, options: RaftOptions) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let ca = DevCa::load_or_create(&tmp.path().join("ca")).unwrap();
         // Free UDP ports: bound and released; nothing else binds here meanwhile.
@@ -43,7 +56,7 @@ impl Cluster {
         let addrs = (1..=n).zip(&sockets).map(|(id, s)| (id, s.local_addr().unwrap())).collect();
         drop(sockets);
         let dirs = (1..=n).map(|id| (id, tmp.path().join(format!("member-{id}")))).collect();
-        let mut cluster = Cluster { ca, addrs, dirs, members: BTreeMap::new(), _tmp: tmp };
+        let mut cluster = Cluster { ca, addrs, dirs, members: BTreeMap::new(), options, _tmp: tmp };
         for id in 1..=n {
             cluster.start(id);
         }
@@ -59,7 +72,7 @@ impl Cluster {
             roots: self.ca.trust_roots().unwrap(),
             identity: self.ca.issue(member_node_id(id)).unwrap(),
             defaults: ConfigDefaults::default(),
-            options: options(),
+            options: self.options.clone(),
         };
         self.members.insert(id, RaftController::start(config).unwrap());
     }
@@ -137,7 +150,8 @@ fn quorum_elects_replicates_fails_over_and_catches_up() {
     let image = cluster.wait_converged(|i| !i.cluster_id.is_empty());
     let cluster_id = image.cluster_id.clone();
 
-    let node = NodeInfo { id: NodeId(1), host: "127.0.0.1".into(), port: 9092, rack: None };
+    let node =
+        NodeInfo { id: NodeId(1), host: "127.0.0.1".into(), port: 9092, ..Default::default() };
     cluster.members[&leader].submit_blocking(Command::RegisterNode(node)).unwrap();
     cluster.create_topics(leader, (0..10).map(|i| format!("t{i}")));
     // Refusals come from the state machine, as in the single-process controller.
@@ -209,7 +223,8 @@ fn single_member_quorum_serves_and_restarts() {
     let mut cluster = Cluster::new(1);
     cluster.members[&1].initialize().unwrap();
     assert_eq!(cluster.wait_leader(Duration::from_secs(10)), 1);
-    let node = NodeInfo { id: NodeId(1), host: "127.0.0.1".into(), port: 9092, rack: None };
+    let node =
+        NodeInfo { id: NodeId(1), host: "127.0.0.1".into(), port: 9092, ..Default::default() };
     cluster.members[&1].submit_blocking(Command::RegisterNode(node)).unwrap();
     cluster.create_topics(1, (0..20).map(|i| format!("t{i}")));
     let image = cluster.members[&1].image();
@@ -221,4 +236,179 @@ fn single_member_quorum_serves_and_restarts() {
         assert!(Instant::now() < deadline, "restarted member did not recover its image");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn register(member: &RaftController, id: i32) -> i64 {
+    let node = NodeInfo {
+        id: NodeId(id),
+        host: "127.0.0.1".into(),
+        port: 9092 + id as u16,
+        incarnation: 42,
+        ..Default::default()
+    };
+    match member.submit_blocking(Command::RegisterNode(node)).unwrap() {
+        CommandResult::NodeRegistered { broker_epoch, .. } => broker_epoch,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn heartbeat(member: &RaftController, id: i32, broker_epoch: i64) -> CommandResult {
+    let cmd = Command::Heartbeat { node: NodeId(id), broker_epoch, want_shutdown: false };
+    member.submit_blocking(cmd).unwrap()
+}
+
+/// Heartbeats, AlterPartition and session fencing through the quorum: the
+/// leader keeps the sessions, and every member applies the same changes.
+#[test]
+fn quorum_runs_heartbeats_alter_partition_and_fencing() {
+    let options = RaftOptions { node_session_timeout_ms: 1500, ..options() };
+    let cluster = Cluster::with_options(3, options);
+    cluster.members[&1].initialize().unwrap();
+    let leader = cluster.wait_leader(Duration::from_secs(10));
+    let l = &cluster.members[&leader];
+    let e1 = register(l, 1);
+    let e2 = register(l, 2);
+    assert!(e1 < e2);
+    l.submit_blocking(Command::create_topic("q", 1, 2)).unwrap();
+    let image = cluster.wait_converged(|i| i.topic("q").is_some());
+    let p = image.topics["q"].partitions[0].clone();
+    assert_eq!((p.leader, p.isr.clone()), (NodeId(1), vec![NodeId(1), NodeId(2)]));
+
+    // Heartbeats that change nothing write nothing.
+    let version = l.image().version;
+    let ack = CommandResult::HeartbeatAck { fenced: false, shutdown_ready: false };
+    assert_eq!(heartbeat(l, 1, e1), ack);
+    assert_eq!(heartbeat(l, 2, e2), ack);
+    assert_eq!(l.image().version, version);
+    // A stale epoch is refused; a follower names the leader.
+    let stale = Command::Heartbeat { node: NodeId(1), broker_epoch: e1 - 1, want_shutdown: false };
+    assert_eq!(l.submit_blocking(stale).unwrap_err().kafka_code(), 77);
+    let follower = *cluster.members.keys().find(|&&id| id != leader).unwrap();
+    let e = cluster.members[&follower]
+        .submit_blocking(Command::Heartbeat {
+            node: NodeId(1),
+            broker_epoch: e1,
+            want_shutdown: false,
+        })
+        .unwrap_err();
+    assert!(e.is_not_active(), "{e}");
+
+    // The leader shrinks its ISR.
+    let shrink = Command::AlterPartition {
+        topic: "q".into(),
+        partition: p.partition,
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        new_isr: vec![IsrEntry { node: NodeId(1), broker_epoch: -1 }],
+    };
+    let CommandResult::PartitionAltered { partition, .. } =
+        l.submit_blocking(shrink.clone()).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((partition.isr.clone(), partition.partition_epoch), (vec![NodeId(1)], 1));
+    let image = cluster.wait_converged(|i| i.topics["q"].partitions[0].partition_epoch == 1);
+    assert_eq!(image.topics["q"].partitions[0], partition);
+    // The same request again (a retry) is answered the same, with no new entry.
+    let version = l.image().version;
+    assert!(matches!(l.submit_blocking(shrink).unwrap(), CommandResult::PartitionAltered { .. }));
+    assert_eq!(l.image().version, version);
+
+    // Node 2 stops heartbeating: the leader fences it; node 1 stays live.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        heartbeat(l, 1, e1);
+        let image = l.image();
+        if image.registrations[&NodeId(2)].fenced {
+            assert!(!image.registrations[&NodeId(1)].fenced);
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 2 was not fenced");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Node 1 stops too: its partition goes offline, with 1 kept in the ISR.
+    let image = cluster.wait_converged(|i| i.registrations[&NodeId(1)].fenced);
+    let q = &image.topics["q"].partitions[0];
+    assert_eq!((q.leader, q.isr.clone()), (NO_LEADER, vec![NodeId(1)]));
+    // It heartbeats again: unfenced, and it leads under a new leader epoch.
+    assert_eq!(heartbeat(l, 1, e1), ack);
+    let image = cluster.wait_converged(|i| i.topics["q"].partitions[0].leader == NodeId(1));
+    let q = &image.topics["q"].partitions[0];
+    assert_eq!(q.leader_epoch.0, 2);
+    assert!(image.leader_elections >= 1);
+}
+
+/// Through a quorum: a reassignment's records replicate and replay after a
+/// restart, and the leader moves leadership back to a preferred replica
+/// that returned (automatic leader rebalancing).
+#[test]
+fn quorum_reassigns_and_rebalances_leaders() {
+    let leader_rebalance =
+        RebalanceOptions { enable: true, check_interval_ms: 200, per_node_percentage: 10 };
+    let mut cluster = Cluster::with_options(1, RaftOptions { leader_rebalance, ..options() });
+    cluster.members[&1].initialize().unwrap();
+    cluster.wait_leader(Duration::from_secs(10));
+    let l = &cluster.members[&1];
+    let e1 = register(l, 1);
+    register(l, 2);
+    register(l, 3);
+    l.submit_blocking(Command::create_topic("m", 1, 1)).unwrap();
+    let first = l.image().topics["m"].partitions[0].replicas[0];
+    let all = [NodeId(1), NodeId(2), NodeId(3)];
+    let target: Vec<NodeId> =
+        std::iter::once(first).chain(all.iter().copied().filter(|n| *n != first)).collect();
+    let grow = Command::AlterPartitionReassignments {
+        partitions: vec![("m".into(), PartitionId(0), Some(target.clone()))],
+    };
+    let CommandResult::PartitionReassignmentsAltered { results } = l.submit_blocking(grow).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(results[0].error_code, 0);
+    let listed =
+        l.submit_blocking(Command::ListPartitionReassignments { partitions: None }).unwrap();
+    let CommandResult::PartitionReassignments { reassignments } = listed else { panic!() };
+    assert_eq!(reassignments.len(), 1);
+    assert_eq!(reassignments[0].replicas, target);
+
+    // Node 1 leads a partition it prefers; it is fenced, comes back and
+    // rejoins the ISR: the leader makes it the leader again by itself.
+    let assigned = Command::CreateTopic {
+        name: "p".into(),
+        partitions: -1,
+        replication_factor: -1,
+        assignments: Some(vec![PartitionAssignment {
+            partition: PartitionId(0),
+            replicas: vec![NodeId(1), NodeId(2)],
+        }]),
+        configs: Default::default(),
+        internal: false,
+        validate_only: false,
+    };
+    l.submit_blocking(assigned).unwrap();
+    l.submit_blocking(Command::FenceNode { node: NodeId(1), broker_epoch: e1 }).unwrap();
+    heartbeat(l, 1, e1);
+    let p = l.image().topics["p"].partitions[0].clone();
+    assert_eq!(p.leader, NodeId(2));
+    l.submit_blocking(Command::AlterPartition {
+        topic: "p".into(),
+        partition: p.partition,
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        new_isr: vec![
+            IsrEntry { node: NodeId(2), broker_epoch: -1 },
+            IsrEntry { node: NodeId(1), broker_epoch: e1 },
+        ],
+    })
+    .unwrap();
+    let image = cluster.wait_converged(|i| i.topics["p"].partitions[0].leader == NodeId(1));
+    assert!(image.topics["m"].partitions[0].is_reassigning());
+
+    // The log replays to the same image.
+    cluster.stop(1);
+    cluster.start(1);
+    cluster.wait_leader(Duration::from_secs(10));
+    cluster.wait_converged(|i| i == &image);
 }

@@ -129,7 +129,14 @@ pub struct FetchPartition {
     pub fetch_offset: i64,
     /// Epoch of the last batch the follower holds, so the leader can detect a
     /// diverging log (Kafka's `LastFetchedEpoch`); -1 when the log is empty.
+    /// With `epoch_query`: the epoch whose end offset the follower asks for.
     pub last_fetched_epoch: i32,
+    /// The leader epoch the follower is following (Kafka's
+    /// `CurrentLeaderEpoch`): a leader in another epoch refuses the request.
+    pub current_leader_epoch: i32,
+    /// Kafka's OffsetForLeaderEpoch instead of a fetch: the answer carries
+    /// `epoch_end` and no records.
+    pub epoch_query: bool,
 }
 
 /// A follower shard's long-poll fetch, covering every partition that shard
@@ -142,6 +149,10 @@ pub struct FetchRequest {
     /// The follower shard that sent it, so the response finds its way back and
     /// the leader can tell one follower shard's fetch session from another's.
     pub shard: u32,
+    /// The follower's registration with the controller (Kafka's broker
+    /// epoch, KIP-903), so the leader never admits an older incarnation to
+    /// the ISR.
+    pub broker_epoch: i64,
     pub partitions: Vec<FetchPartition>,
     /// How long the leader may hold the request waiting for `min_bytes`.
     pub max_wait_ms: u32,
@@ -169,6 +180,11 @@ pub struct FetchPartitionResponse {
     pub high_watermark: i64,
     pub log_start: i64,
     pub diverging_epoch: Option<DivergingEpoch>,
+    /// Answer to an epoch query: the largest epoch ≤ the asked one and where
+    /// it ends in the leader's log.
+    pub epoch_end: Option<DivergingEpoch>,
+    /// The leader's log end (for out-of-range answers).
+    pub log_end: i64,
     pub records_len: u32,
 }
 
@@ -389,6 +405,8 @@ mod tests {
                     high_watermark: 10,
                     log_start: 0,
                     diverging_epoch: (i == 1).then_some(DivergingEpoch { epoch: 3, end_offset: 7 }),
+                    epoch_end: None,
+                    log_end: 10,
                     records_len: len,
                 })
                 .collect(),

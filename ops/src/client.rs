@@ -100,16 +100,19 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// Connects to `addr`, or with a comma-separated bootstrap list (as
+    /// Kafka's tools take), to the first of them that answers.
     pub fn connect(addr: &str) -> Result<Conn> {
-        let addrs: Vec<_> = addr
-            .to_socket_addrs()
-            .with_context(|| {
+        let mut addrs = Vec::new();
+        for one in addr.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            let resolved = one.to_socket_addrs().with_context(|| {
                 format!(
-                    "cannot resolve {addr:?} (expected host:port)\nhint: {}",
+                    "cannot resolve {one:?} (expected host:port)\nhint: {}",
                     no_broker_hint(addr)
                 )
-            })?
-            .collect();
+            })?;
+            addrs.extend(resolved);
+        }
         let mut last = None;
         for a in &addrs {
             match TcpStream::connect_timeout(a, Duration::from_millis(CONNECT_TIMEOUT_MS)) {

@@ -1,5 +1,7 @@
-//! `weir`: the operator CLI. `weir dev` runs a local single-node cluster (a
-//! controller and a node in one process) that a Kafka client can use at once.
+//! `weir`: the operator CLI. `weir dev` runs a local cluster that a Kafka
+//! client can use at once: by default a controller and a node in one process;
+//! with `--controllers` and `--nodes` each member and node in its own process
+//! ([`dev_quorum`], [`dev_nodes`]).
 //!
 //! The other subcommands are tools for operators. Those that talk to a
 //! cluster use only the Kafka protocol ([`client`]), so they work against any
@@ -20,6 +22,7 @@ mod client;
 mod cluster;
 mod configs;
 mod console;
+mod dev_nodes;
 mod dev_quorum;
 mod doctor;
 mod groups;
@@ -60,7 +63,7 @@ pub struct Ctx {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a local development cluster (controller + one node) in the foreground.
+    /// Run a local development cluster (a controller and one node, or --nodes N) in the foreground.
     Dev(DevArgs),
     /// Create, list, describe, alter and delete topics.
     #[command(subcommand)]
@@ -93,6 +96,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Run one storage node, as `weir-node --config FILE` does, printing its
+    /// metrics and Kafka addresses (used by `weir dev --nodes N`).
+    #[command(hide = true)]
+    Node {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 /// Parses `key=value`.
@@ -108,7 +118,8 @@ struct DevArgs {
     /// Folder for all data (metadata log, partitions). Reused across restarts.
     #[arg(long, default_value = "./weir-data")]
     data_dir: PathBuf,
-    /// Port of the Kafka listener on 127.0.0.1.
+    /// Port of the Kafka listener on 127.0.0.1; with --nodes N, node i's is
+    /// PORT+i-1 (and the other ports of the cluster are offsets from PORT).
     #[arg(long, default_value_t = 9092)]
     kafka_port: u16,
     /// Shards (cores) for the node; 0 means one per core.
@@ -123,28 +134,44 @@ struct DevArgs {
     /// Log levels: a level, or levels per module (e.g. info,weir_node::kafka=debug). RUST_LOG wins.
     #[arg(long, default_value = "info")]
     log_level: String,
-    /// Port of the node's Prometheus /metrics endpoint on 127.0.0.1 (0 picks a free one).
-    #[arg(long, default_value_t = 9644)]
-    metrics_port: u16,
+    /// Port of the node's Prometheus /metrics endpoint on 127.0.0.1 (0 picks a
+    /// free one) [default: 9644]. Only for one node: with --nodes N, node i's
+    /// is KAFKA_PORT+500+i.
+    #[arg(long)]
+    metrics_port: Option<u16>,
     /// Free bytes below which a data directory stops accepting appends (reads continue).
     #[arg(long, default_value_t = 256 << 20)]
     min_free_bytes: u64,
-    /// Controller members: 1 runs the controller in this process; 3 or 5 run a
-    /// Raft quorum of `weir controller` processes (one can be killed alone).
+    /// Controller members: 1 runs the controller in this process (in a
+    /// `weir controller` process with --nodes above 1); 3 or 5 run a Raft
+    /// quorum of `weir controller` processes (one can be killed alone).
     #[arg(long, default_value_t = 1)]
     controllers: u16,
+    /// Storage nodes, 1 to 9: 1 runs the node in this process; more run each
+    /// node as a `weir node` process (one can be killed alone).
+    #[arg(long, default_value_t = 1)]
+    nodes: u16,
 }
+
+/// The node's `/metrics` port when `weir dev` runs one node.
+const DEV_METRICS_PORT: u16 = 9644;
 
 fn dev(args: DevArgs) -> anyhow::Result<()> {
     weir_node::cli::init_logging_with(&args.log_format, &args.log_level);
     weir_node::cli::install_fail_stop_panic_hook();
     let mut signals = weir_node::cli::catch_signals()?;
+    if !(1..=dev_nodes::NODES_MAX).contains(&args.nodes) {
+        bail!("--nodes takes 1 to {} nodes", dev_nodes::NODES_MAX);
+    }
     std::fs::create_dir_all(&args.data_dir)?;
     let durability = match args.durability.as_str() {
         "fsync" => weir_node::config::Durability::Fsync,
         "write" => weir_node::config::Durability::Write,
         other => anyhow::bail!("unknown durability mode {other:?}: use fsync or write"),
     };
+    if args.nodes > 1 {
+        return dev_nodes::run(&args, durability, &mut signals);
+    }
     // One member runs in this process; a quorum runs as member processes.
     let (controller, controller_join, members) = if args.controllers <= 1 {
         let (handle, join) = weir_controller::start_in_process(
@@ -172,7 +199,7 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
         durability,
         log_format: args.log_format.clone(),
         log_level: args.log_level.clone(),
-        metrics_listen: format!("127.0.0.1:{}", args.metrics_port),
+        metrics_listen: format!("127.0.0.1:{}", args.metrics_port.unwrap_or(DEV_METRICS_PORT)),
         data_dir_min_free_bytes: args.min_free_bytes,
         ..Default::default()
     };
@@ -208,6 +235,7 @@ fn main() {
         Command::Reassign(args) => reassign::reassign(&ctx, args),
         Command::ElectLeaders(args) => reassign::elect_leaders(&ctx, args),
         Command::Controller { config } => dev_quorum::controller_main(&config),
+        Command::Node { config } => dev_nodes::node_main(&config),
     };
     match result {
         Ok(()) => {}

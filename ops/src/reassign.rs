@@ -8,6 +8,10 @@
 //! `--generate` proposes one from Kafka's topics file
 //! (`{"version":1,"topics":[{"topic":"t"}]}`) and a node list, spreading
 //! replicas as Kafka's rack-unaware assignment does.
+//!
+//! There is no `--throttle` yet: nodes do not rate-limit replication, so a
+//! throttle could not be honoured. A new replica catches up from the
+//! leader's log start at full speed.
 
 use crate::Ctx;
 use crate::client::{Client, check, error_name, topic_name};
@@ -171,6 +175,25 @@ fn ongoing(client: &mut Client, only: Option<&Plan>) -> Result<Ongoing> {
     Ok(out)
 }
 
+/// The current replicas of the partitions in `plan` (from Metadata); a
+/// partition that does not exist is left out.
+fn current_assignment(client: &mut Client, plan: &Plan) -> Result<Plan> {
+    let mut topics: Vec<String> = plan.keys().map(|(t, _)| t.clone()).collect();
+    topics.dedup();
+    let md = client.metadata(Some(&topics))?;
+    let mut current = Plan::new();
+    for t in md.topics {
+        let name = t.name.map(|n| n.0.to_string()).unwrap_or_default();
+        for p in t.partitions {
+            let key = (name.clone(), p.partition_index);
+            if plan.contains_key(&key) {
+                current.insert(key, p.replica_nodes.iter().map(|b| b.0).collect());
+            }
+        }
+    }
+    Ok(current)
+}
+
 fn list_text(v: &[i32]) -> String {
     v.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",")
 }
@@ -313,6 +336,16 @@ pub fn reassign(ctx: &Ctx, a: ReassignArgs) -> Result<()> {
     }
     if let Some(path) = &a.execute {
         let plan = read_plan(path)?;
+        if ctx.output == Format::Table {
+            // As kafka-reassign-partitions: what to go back to, printed first.
+            let current = current_assignment(&mut client, &plan)?;
+            println!(
+                "Current partition replica assignment\n\n{}\n\n\
+                 Save this to use with --execute to roll back once the move is done \
+                 (--cancel stops it while in progress).\n",
+                plan_json(&current)
+            );
+        }
         let results = alter(&mut client, &plan.into_iter().map(|(k, r)| (k, Some(r))).collect())?;
         return print_results(ctx, &results, "started");
     }
@@ -323,16 +356,14 @@ pub fn reassign(ctx: &Ctx, a: ReassignArgs) -> Result<()> {
     }
     if let Some(path) = &a.verify {
         let plan = read_plan(path)?;
+        // The node answers the list once its own metadata has caught up
+        // with the controller, so a move the list no longer names shows
+        // its final replicas in the Metadata that follows.
         let moving = ongoing(&mut client, Some(&plan))?;
+        let replicas = current_assignment(&mut client, &plan)?;
         let mut rows = Vec::new();
         for ((t, p), target) in &plan {
-            let current = client
-                .metadata(Some(std::slice::from_ref(t)))?
-                .topics
-                .into_iter()
-                .flat_map(|x| x.partitions)
-                .find(|x| x.partition_index == *p)
-                .map(|x| x.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>());
+            let current = replicas.get(&(t.clone(), *p)).cloned();
             let status = if moving.contains_key(&(t.clone(), *p)) {
                 "in progress"
             } else if current.as_ref() == Some(target) {

@@ -1,6 +1,8 @@
 //! Harness for cross-process tests: runs the real `weir` binary (`weir dev`)
 //! on a free port with its own data folder, and tears it down.
 
+pub mod cluster;
+pub mod netns;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};
@@ -50,7 +52,9 @@ impl WeirDev {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let extra: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        let mut dev = WeirDev::start_in(&dir, free_port(), 2, &extra);
+        // With --controllers, members bind ports at offsets from the Kafka
+        // port: take a base whose whole range is free.
+        let mut dev = WeirDev::start_in(&dir, cluster::free_base_port(1, 3), 2, &extra);
         dev._tmp = Some(tmp);
         dev
     }

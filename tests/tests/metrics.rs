@@ -25,6 +25,10 @@ const DOCUMENTED: &[&str] = &[
     "weir_leader_partitions",
     "weir_under_replicated_partitions",
     "weir_offline_partitions",
+    "weir_isr_shrinks_total",
+    "weir_isr_expands_total",
+    "weir_replica_max_lag",
+    "weir_replication_bytes_out_total",
     "weir_batch_cache_bytes",
     "weir_fetch_purgatory_size",
     "weir_produce_purgatory_size",
@@ -42,6 +46,9 @@ const DOCUMENTED: &[&str] = &[
     "weir_controller_partitions",
     "weir_controller_offline_partitions",
     "weir_controller_preferred_replica_imbalance",
+    "weir_controller_fenced_nodes",
+    "weir_controller_leader_elections_total",
+    "weir_controller_unclean_leader_elections_total",
 ];
 
 /// Parsed samples: (name, sorted labels) -> value; histograms by their series.

@@ -40,7 +40,7 @@ fn every_api_at_every_version_answers_in_schema() {
     let advertised = Advertised(
         av.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect(),
     );
-    assert_eq!(advertised.0.len(), 26, "every implemented API is advertised");
+    assert_eq!(advertised.0.len(), 29, "every implemented API is advertised");
     let versions = |key: ApiKey| advertised.versions(key);
 
     for v in versions(ApiKey::ApiVersions) {
@@ -266,6 +266,22 @@ fn every_api_at_every_version_answers_in_schema() {
         };
         assert_eq!(r.error_code, 0, "DescribeCluster v{v}");
         assert_eq!(r.brokers.len(), 1);
+    }
+
+    for v in versions(ApiKey::ElectLeaders) {
+        use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+        let req = ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+            TopicPartitions::default().with_topic(name("sweep")).with_partitions(vec![0]),
+        ]));
+        let ResponseKind::ElectLeaders(r) =
+            c.call(ApiKey::ElectLeaders, v, RequestKind::ElectLeaders(req))
+        else {
+            panic!()
+        };
+        assert_eq!(r.error_code, 0, "ElectLeaders v{v}");
+        // Node 1 is the only replica and leads already: nothing to elect.
+        let result = &r.replica_election_results[0].partition_result[0];
+        assert_eq!(result.error_code, 84, "ElectLeaders v{v}: ELECTION_NOT_NEEDED");
     }
 
     for v in versions(ApiKey::FindCoordinator) {

@@ -12,12 +12,17 @@
 //! leader they know, and the caller retries there. A member that becomes
 //! leader records the cluster id and its configured defaults (the same
 //! bootstrap records as the single-process controller) before anything else.
+//!
+//! The leader is the active controller: it keeps the node sessions
+//! ([`Sessions`], in memory, reset when it becomes leader) and fences the
+//! nodes whose session expired by submitting `FenceNode` like any command;
+//! it also runs the preferred-leader rebalancing ([`LeaderRebalancer`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
@@ -31,7 +36,9 @@ use super::state_machine::MetadataStateMachine;
 use super::{ApplyResult, MetadataEntry, TypeConfig};
 use crate::config::ConfigDefaults;
 use crate::error::ControllerError;
-use crate::handle::Hub;
+use crate::handle::{Hub, log_rebalance};
+use crate::rebalance::{LeaderRebalancer, RebalanceOptions};
+use crate::sessions::{NODE_SESSION_TIMEOUT_MS_DEFAULT, SESSION_TICK_MS, Sessions};
 use crate::state::{
     Command, CommandResult, MetadataDelta, MetadataImage, StateMachine, cluster_id_from_bytes,
 };
@@ -58,6 +65,12 @@ pub struct RaftOptions {
     pub subscriber_queue_len: usize,
     /// Attempts at a command whose plan went stale (another leader wrote first).
     pub stale_retries_max: u32,
+    /// As [`crate::ControllerOptions::node_session_timeout_ms`]: the leader
+    /// fences a node that sends no accepted heartbeat for this long.
+    pub node_session_timeout_ms: u64,
+    /// As [`crate::ControllerOptions::leader_rebalance`]: the leader runs the
+    /// preferred-leader rebalancing.
+    pub leader_rebalance: RebalanceOptions,
 }
 
 impl Default for RaftOptions {
@@ -71,6 +84,8 @@ impl Default for RaftOptions {
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
             subscriber_queue_len: 1024,
             stale_retries_max: 3,
+            node_session_timeout_ms: NODE_SESSION_TIMEOUT_MS_DEFAULT,
+            leader_rebalance: RebalanceOptions::default(),
         }
     }
 }
@@ -105,6 +120,12 @@ pub struct RaftController {
     defaults: ConfigDefaults,
     stale_retries_max: u32,
     heartbeat: Duration,
+    /// Node sessions; kept while this member leads (see [`Sessions`]).
+    sessions: Arc<Mutex<Sessions>>,
+    /// The preferred-leader rebalancing timer; runs while this member leads.
+    rebalancer: Arc<Mutex<LeaderRebalancer>>,
+    /// The sessions' clock: milliseconds since the member started.
+    clock: Instant,
     recovery: LogRecovery,
     endpoint: Option<Endpoint>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -175,6 +196,9 @@ impl RaftController {
             defaults,
             stale_retries_max: options.stale_retries_max,
             heartbeat: Duration::from_millis(options.heartbeat_interval_ms),
+            sessions: Arc::new(Mutex::new(Sessions::new(options.node_session_timeout_ms.max(1)))),
+            rebalancer: Arc::new(Mutex::new(LeaderRebalancer::new(options.leader_rebalance))),
+            clock: Instant::now(),
             recovery,
             endpoint: Some(endpoint),
             runtime: Some(runtime),
@@ -195,6 +219,19 @@ impl RaftController {
             }
         });
         let writer = self.writer();
+        let raft = self.raft.clone();
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(SESSION_TICK_MS));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if raft.metrics().borrow().state == ServerState::Leader {
+                    writer.fence_expired().await;
+                    writer.rebalance_leaders().await;
+                }
+            }
+        });
+        let writer = self.writer();
         let mut metrics = self.raft.metrics();
         rt.spawn(async move {
             let mut led_term = None;
@@ -205,6 +242,9 @@ impl RaftController {
                 };
                 if state == ServerState::Leader && led_term != Some(term) {
                     led_term = Some(term);
+                    // A new active controller: every node gets a full
+                    // session, and the leader imbalance check a full interval.
+                    writer.reset_sessions();
                     if let Err(e) = writer.bootstrap_as_leader().await {
                         tracing::info!(error = %e, "bootstrap as leader did not complete");
                     }
@@ -224,6 +264,9 @@ impl RaftController {
             defaults: self.defaults.clone(),
             stale_retries_max: self.stale_retries_max,
             heartbeat: self.heartbeat,
+            sessions: self.sessions.clone(),
+            rebalancer: self.rebalancer.clone(),
+            clock: self.clock,
         }
     }
 
@@ -321,6 +364,9 @@ struct Writer {
     defaults: ConfigDefaults,
     stale_retries_max: u32,
     heartbeat: Duration,
+    sessions: Arc<Mutex<Sessions>>,
+    rebalancer: Arc<Mutex<LeaderRebalancer>>,
+    clock: Instant,
 }
 
 fn not_leader(raft: &Raft<TypeConfig>, e: impl std::fmt::Display) -> ControllerError {
@@ -411,10 +457,58 @@ impl Writer {
             let sm = StateMachine::from_image(self.hub.image());
             let plan = sm.handle(&cmd, &mut new_topic_id)?;
             if plan.records.is_empty() || self.write(sm.image().version, plan.records).await? {
+                self.lock_sessions().observe(&cmd, &plan.result, self.now_ms());
                 return Ok(plan.result);
             }
             tracing::info!("metadata plan went stale; planning again");
         }
         Err(ControllerError::Unavailable("the command's plan kept going stale".into()))
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        // Sessions are plain data, consistent after any panic elsewhere.
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Becoming leader: every registered, unfenced node gets a full
+    /// session, and the next leader imbalance check is an interval away.
+    fn reset_sessions(&self) {
+        let now = self.now_ms();
+        self.hub.read(|image| self.lock_sessions().reset(&image.registrations, now));
+        self.lock_rebalancer().reset(now);
+    }
+
+    fn lock_rebalancer(&self) -> std::sync::MutexGuard<'_, LeaderRebalancer> {
+        // Plain data, consistent after any panic elsewhere.
+        self.rebalancer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Submits the preferred-leader election the rebalancing timer asks for
+    /// (leader only; a deposed member's submit fails and changes nothing).
+    async fn rebalance_leaders(&self) {
+        let now = self.now_ms();
+        let cmd = self.hub.read(|image| self.lock_rebalancer().tick(image, now));
+        if let Some(cmd) = cmd {
+            let reply = self.submit(cmd.clone()).await;
+            log_rebalance(&cmd, &reply);
+        }
+    }
+
+    /// Fences the nodes whose session expired (leader only; a member that
+    /// was deposed meanwhile gets `not_active` and fences nothing).
+    async fn fence_expired(&self) {
+        let now = self.now_ms();
+        let fences = self.hub.read(|image| self.lock_sessions().tick(&image.registrations, now));
+        for cmd in fences {
+            tracing::info!(?cmd, "node session expired; fencing");
+            if let Err(e) = self.submit(cmd).await {
+                tracing::info!(error = %e, "fencing an expired node did not complete");
+                return;
+            }
+        }
     }
 }

@@ -594,9 +594,33 @@ impl ReplicaState {
                     // proposal in flight was based on an older partition
                     // epoch, so the controller will refuse it.
                     assert!(state.isr.contains(&me), "the leader left the ISR: {state:?}");
+                    // A member the controller removed (fenced, shut down)
+                    // must fetch again before it is proposed back: its old
+                    // position would otherwise look caught up on an idle
+                    // partition, and the proposal would be refused forever.
+                    for (r, p) in l.followers.iter_mut() {
+                        if l.isr.contains(r) && !state.isr.contains(r) {
+                            p.log_end = None;
+                        }
+                    }
                     l.isr = state.isr.clone();
                     l.replicas = state.replicas.clone();
                     l.pending = None;
+                    // A reassignment adds or removes replicas without a new
+                    // epoch: new ones start unknown (not caught up), removed
+                    // ones are forgotten.
+                    l.followers.retain(|r, _| state.replicas.contains(r));
+                    for &r in &state.replicas {
+                        if r != me {
+                            l.followers.entry(r).or_insert(FollowerProgress {
+                                log_end: None,
+                                last_caught_up_ms: i64::MIN / 2,
+                                last_fetch_ms: i64::MIN / 2,
+                                last_fetch_leader_log_end: Offset::NONE,
+                                broker_epoch: -1,
+                            });
+                        }
+                    }
                     self.after_leader_change(now_ms);
                 }
                 _ => self.become_leader(state, now_ms),
@@ -697,6 +721,16 @@ impl ReplicaState {
             ) => {
                 // Refused with the partition epoch still current, and the
                 // refusal cannot turn into acceptance later: not applied.
+                // A refused joiner (fenced, or registered again since) is
+                // proposed again only after it fetches again, never in a
+                // loop on its stale position.
+                for m in &pending.request.new_isr {
+                    if !l.isr.contains(&m.node)
+                        && let Some(p) = l.followers.get_mut(&m.node)
+                    {
+                        p.log_end = None;
+                    }
+                }
                 l.pending = None;
             }
         }
@@ -1283,6 +1317,60 @@ mod tests {
         let stale = leader.handle_follower_fetch(&fetch(3, 0, 0, 0), 4);
         assert_eq!(stale, FetchAnswer::Error(ReplicaError::FencedLeaderEpoch));
         assert_eq!(leader.high_watermark(), Offset(5));
+    }
+
+    #[test]
+    fn replicas_added_in_the_same_epoch_can_fetch_and_join() {
+        let mut leader = ReplicaState::new_empty(config(1));
+        let mut s = state(1, 1, 1, &[1]);
+        s.replicas = vec![NodeId(1)];
+        leader.handle_leader_and_isr(&s, 0);
+        leader.handle_append(3, Acks::Leader, 0, 0).unwrap();
+        let answer = leader.handle_follower_fetch(&fetch(2, 1, 0, -1), 1);
+        assert_eq!(answer, FetchAnswer::Error(ReplicaError::NotLeaderOrFollower));
+        // A reassignment adds node 2: same leader epoch, new partition epoch.
+        s.replicas = vec![NodeId(1), NodeId(2)];
+        s.partition_epoch = PartitionEpoch(2);
+        leader.handle_leader_and_isr(&s, 2);
+        let answer = leader.handle_follower_fetch(&fetch(2, 1, 0, -1), 3);
+        assert!(matches!(answer, FetchAnswer::Records { from: Offset(0), to: Offset(3), .. }));
+        leader.handle_follower_fetch(&fetch(2, 1, 3, 1), 4);
+        let expand = leader.poll_isr_change().expect("caught up: proposed for the ISR");
+        let members: Vec<NodeId> = expand.new_isr.iter().map(|m| m.node).collect();
+        assert_eq!(members, vec![NodeId(1), NodeId(2)]);
+        // Removed again: its fetches are refused.
+        s.replicas = vec![NodeId(1)];
+        s.partition_epoch = PartitionEpoch(3);
+        leader.handle_leader_and_isr(&s, 5);
+        let answer = leader.handle_follower_fetch(&fetch(2, 1, 3, 1), 6);
+        assert_eq!(answer, FetchAnswer::Error(ReplicaError::NotLeaderOrFollower));
+    }
+
+    #[test]
+    fn a_refused_or_removed_follower_is_not_proposed_again_until_it_fetches() {
+        let mut leader = ReplicaState::new_empty(config(1));
+        leader.handle_leader_and_isr(&state(1, 1, 1, &[1, 2, 3]), 0);
+        leader.handle_append(2, Acks::Leader, 0, 0).unwrap();
+        leader.handle_follower_fetch(&fetch(2, 1, 2, 1), 1);
+        leader.handle_follower_fetch(&fetch(3, 1, 2, 1), 1);
+        // The controller fences node 3 and removes it (same leader epoch).
+        leader.handle_leader_and_isr(&state(1, 1, 2, &[1, 2]), 2);
+        leader.handle_tick(3);
+        assert_eq!(leader.poll_isr_change(), None, "no proposal on its stale position");
+        // It fetches again (an old process's epoch): proposed once, refused.
+        leader.handle_follower_fetch(&fetch(3, 1, 2, 1), 4);
+        let expand = leader.poll_isr_change().expect("caught up: proposed");
+        let refused = AlterPartitionResponse {
+            request_id: expand.request_id,
+            result: Err(AlterPartitionError::IneligibleReplica),
+        };
+        leader.handle_alter_partition_response(&refused, 5);
+        for now in 6..20 {
+            leader.handle_tick(now);
+        }
+        assert_eq!(leader.poll_isr_change(), None, "not proposed again in a loop");
+        leader.handle_follower_fetch(&fetch(3, 1, 2, 1), 21);
+        assert!(leader.poll_isr_change().is_some(), "a new fetch makes it eligible again");
     }
 
     #[test]

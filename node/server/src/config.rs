@@ -75,6 +75,27 @@ pub struct NodeConfig {
     /// Address of the Prometheus `/metrics` endpoint, `host:port` (port 0
     /// picks a free one); empty disables it.
     pub metrics_listen: String,
+    /// UDP address of the replication endpoint (QUIC, mutual TLS), `host:port`;
+    /// other nodes fetch from this node here. Empty: no replication endpoint
+    /// (a single-node cluster, replication factor 1 only).
+    pub replication_listen: String,
+    /// Host other nodes use to reach the replication endpoint (port: the
+    /// listen port); empty means `advertised_host`.
+    pub replication_advertised_host: String,
+    /// Folder with the cluster CA (`ca.pem`, `ca.key` for a development CA)
+    /// and this node's certificate; required with `replication_listen`.
+    pub tls_dir: Option<PathBuf>,
+    /// How often the node heartbeats to the controller (Kafka's
+    /// `broker.heartbeat.interval.ms`).
+    pub heartbeat_interval_ms: u64,
+    /// Kafka's `replica.lag.time.max.ms`: a follower not caught up for this
+    /// long leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
+    /// Kafka's `replica.fetch.wait.max.ms`: how long a leader holds a
+    /// follower's fetch waiting for data.
+    pub replica_fetch_wait_max_ms: u32,
+    /// Kafka's `replica.fetch.backoff.ms`: pause after a failed fetch.
+    pub replica_fetch_backoff_ms: i64,
 }
 
 impl Default for NodeConfig {
@@ -101,6 +122,13 @@ impl Default for NodeConfig {
             log_level: "info".into(),
             metrics_listen: "127.0.0.1:9644".into(),
             data_dir_min_free_bytes: 256 << 20,
+            replication_listen: String::new(),
+            replication_advertised_host: String::new(),
+            tls_dir: None,
+            heartbeat_interval_ms: 1000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_backoff_ms: 100,
         }
     }
 }
@@ -139,6 +167,15 @@ impl NodeConfig {
             tracing_subscriber::EnvFilter::try_new(&self.log_level).is_ok(),
             "log_level {:?} is not a valid filter (e.g. info, or info,weir_node::kafka=debug)",
             self.log_level
+        );
+        anyhow::ensure!(
+            self.replication_listen.is_empty() || self.tls_dir.is_some(),
+            "replication_listen needs tls_dir (the cluster CA and this node's certificate)"
+        );
+        anyhow::ensure!(self.heartbeat_interval_ms >= 10, "heartbeat_interval_ms must be >= 10");
+        anyhow::ensure!(
+            self.replica_lag_time_max_ms >= 100,
+            "replica_lag_time_max_ms must be >= 100"
         );
         Ok(())
     }

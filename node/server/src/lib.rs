@@ -13,6 +13,7 @@ pub mod limits;
 pub mod metadata_sync;
 pub mod metrics;
 pub mod node;
+pub mod replication;
 pub mod rt;
 pub mod shard;
 pub mod storage;

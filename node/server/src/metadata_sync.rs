@@ -38,6 +38,7 @@ pub fn settings_for(config: &TopicConfig) -> TopicSettings {
         max_message_bytes: config.max_message_bytes.max(1) as usize,
         log_append_time: config.message_timestamp_type
             == weir_controller::config::TimestampType::LogAppendTime,
+        min_insync_replicas: config.min_insync_replicas.max(1) as usize,
     }
 }
 
@@ -45,9 +46,12 @@ fn build_view(image: &MetadataImage, own: &NodeView) -> MetadataView {
     let mut view = MetadataView {
         cluster_id: image.cluster_id.clone(),
         controller_id: own.id.0,
+        // Fenced nodes are left out, as a KRaft broker does: clients do not
+        // wait on a node the controller has declared gone.
         nodes: image
             .nodes
             .values()
+            .filter(|n| image.registrations.get(&n.id).is_none_or(|r| !r.fenced))
             .map(|n| NodeView {
                 id: n.id,
                 host: n.host.clone(),
@@ -160,14 +164,21 @@ pub fn spawn_background(shard: &Rc<Shard>) {
     }
 }
 
-/// Partition folders whose topic no longer exists (deleted while this node
-/// was down) are removed at start-up.
+/// Partition folders this node no longer hosts — the topic was deleted, or
+/// a reassignment moved the replica away, while this node was down — are
+/// removed at start-up (Kafka's stray logs).
 fn remove_stale_dirs(shard: &Shard) {
+    let me = shard.node_id;
     let wanted: HashSet<String> = with_image(|image| {
         image
             .topics
             .values()
-            .flat_map(|t| (0..t.partitions.len()).map(move |p| format!("{}-{p}", t.name)))
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .filter(|p| p.leader == me || p.replicas.contains(&me))
+                    .map(move |p| format!("{}-{}", t.name, p.partition.0))
+            })
             .collect()
     });
     for dir in &shard.config.data_dirs {
@@ -181,7 +192,7 @@ fn remove_stale_dirs(shard: &Shard) {
             let Ok(part) = part.parse::<i32>() else { continue };
             let tp = TopicPartition::new(topic, part);
             if shard.shard_for(&tp) == shard.id && !wanted.contains(&name) {
-                tracing::info!(dir = %e.path().display(), "removing folder of a deleted topic");
+                tracing::info!(dir = %e.path().display(), "removing a partition this node no longer hosts");
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
@@ -228,7 +239,7 @@ async fn reconcile(shard: &Rc<Shard>) -> anyhow::Result<()> {
         p.remove().await;
         tracing::info!(partition = %p.tp, "partition removed");
     }
-    for (tp, id, settings, epoch, topic_partitions) in wanted {
+    for (tp, id, settings, epoch, _) in wanted {
         let existing = shard.partition(&tp);
         match existing {
             Some(p) => {
@@ -249,18 +260,35 @@ async fn reconcile(shard: &Rc<Shard>) -> anyhow::Result<()> {
                     limits: shard.limits.clone(),
                     shard_cache: shard.cache.clone(),
                     space: shard.space[&dir].clone(),
+                    replica: replica_config(shard),
                 };
                 let p = Partition::open(&dir, tp.clone(), id, settings, epoch, &env, now_ms())
                     .await
                     .map_err(|e| anyhow::anyhow!("opening {tp}: {e}"))?;
                 shard.partitions.borrow_mut().insert(tp, p.clone());
-                crate::kafka::groups::partition_opened(shard, &p, topic_partitions);
             }
         }
     }
     *shard.metadata.borrow_mut() = view;
+    crate::replication::apply_states(shard).await;
     shard.metadata_changed.notify(usize::MAX);
     Ok(())
+}
+
+/// The replica core's settings on this node (partition set at open).
+fn replica_config(shard: &Shard) -> weir_node_core::replica::ReplicaConfig {
+    let config = &shard.config;
+    weir_node_core::replica::ReplicaConfig {
+        node: shard.node_id,
+        partition: weir_proto::PartitionId(0),
+        // Checked by the shell against the topic's current config instead.
+        min_insync_replicas: 1,
+        replica_lag_time_max_ms: config.replica_lag_time_max_ms,
+        fetch_backoff_ms: config.replica_fetch_backoff_ms,
+        // A long poll is not a lost request.
+        request_timeout_ms: i64::from(config.replica_fetch_wait_max_ms) + 30_000,
+        ack_waiters_max: 1,
+    }
 }
 
 /// Asks the controller for a block of producer ids for this node.
@@ -277,12 +305,20 @@ pub async fn allocate_producer_ids(
     }
 }
 
-/// Registers this node with the controller (address clients should use).
-pub fn register_command(config: &crate::config::NodeConfig, port: u16) -> Command {
+/// Registers this node with the controller: where clients and other nodes
+/// reach it, and which process this is (`incarnation`, new per start).
+pub fn register_command(
+    config: &crate::config::NodeConfig,
+    port: u16,
+    replication_addr: Option<String>,
+    incarnation: u64,
+) -> Command {
     Command::RegisterNode(weir_controller::NodeInfo {
         id: weir_proto::NodeId(config.node_id),
         host: config.advertised_host.clone(),
         port,
         rack: config.rack.clone(),
+        replication_addr,
+        incarnation,
     })
 }

@@ -159,6 +159,9 @@ pub struct ShardGauges {
     pub partitions: u64,
     pub leader_partitions: u64,
     pub under_replicated_partitions: u64,
+    /// Largest lag, in records, of a follower behind this node as leader
+    /// (Kafka's ReplicaFetcherManager MaxLag, seen from the leader).
+    pub max_follower_lag: u64,
     pub offline_partitions: u64,
     pub batch_cache_bytes: u64,
     pub fetch_waiters: u64,
@@ -180,6 +183,11 @@ pub struct ShardMetrics {
     pub topics: BTreeMap<String, TopicCounters>,
     pub flushes: u64,
     pub flush_latency: Histogram,
+    /// ISR changes this node (as leader) had accepted by the controller.
+    pub isr_shrinks: u64,
+    pub isr_expands: u64,
+    /// Record-batch bytes sent to followers.
+    pub replication_bytes_out: u64,
     pub connections_opened: u64,
     pub connections_closed: u64,
     pub gauges: ShardGauges,
@@ -198,6 +206,9 @@ impl ShardMetrics {
             m.produce_failures += c.produce_failures;
         }
         self.flushes += other.flushes;
+        self.isr_shrinks += other.isr_shrinks;
+        self.isr_expands += other.isr_expands;
+        self.replication_bytes_out += other.replication_bytes_out;
         self.flush_latency.merge(&other.flush_latency);
         self.connections_opened += other.connections_opened;
         self.connections_closed += other.connections_closed;
@@ -205,6 +216,7 @@ impl ShardMetrics {
         g.partitions += o.partitions;
         g.leader_partitions += o.leader_partitions;
         g.under_replicated_partitions += o.under_replicated_partitions;
+        g.max_follower_lag = g.max_follower_lag.max(o.max_follower_lag);
         g.offline_partitions += o.offline_partitions;
         g.batch_cache_bytes += o.batch_cache_bytes;
         g.fetch_waiters += o.fetch_waiters;
@@ -270,6 +282,16 @@ fn snapshot(shard: &Shard) -> ShardMetrics {
         else {
             continue;
         };
+        if crate::replication::is_leader(p) {
+            let replica = p.replica.borrow();
+            let end = replica.log_end_offset();
+            for r in &view.replicas {
+                if let Some(progress) = replica.follower_progress(*r) {
+                    let at = progress.log_end.unwrap_or(replica.log_start_offset());
+                    g.max_follower_lag = g.max_follower_lag.max((end.0 - at.0).max(0) as u64);
+                }
+            }
+        }
         if view.leader == shard.node_id {
             g.leader_partitions += 1;
             g.high_watermarks.insert((tp.topic.to_string(), tp.partition.0), p.high_watermark().0);
@@ -376,6 +398,21 @@ pub fn render(
     }
 
     e.counter(
+        "weir_isr_shrinks_total",
+        "ISR shrinks of partitions this node leads, accepted by the controller (IsrShrinksPerSec).",
+    )
+    .sample(&[], all.isr_shrinks as f64);
+    e.counter(
+        "weir_isr_expands_total",
+        "ISR expansions of partitions this node leads, accepted by the controller (IsrExpandsPerSec).",
+    )
+    .sample(&[], all.isr_expands as f64);
+    e.counter(
+        "weir_replication_bytes_out_total",
+        "Record-batch bytes sent to followers (ReplicationBytesOutPerSec).",
+    )
+    .sample(&[], all.replication_bytes_out as f64);
+    e.counter(
         "weir_log_flushes_total",
         "O_DIRECT write (and fdatasync, per durability mode) cycles of partition logs (LogFlushRateAndTimeMs).",
     )
@@ -390,7 +427,12 @@ pub fn render(
     );
 
     let g = &all.gauges;
-    let gauges: [(&str, &str, u64); 7] = [
+    let gauges: [(&str, &str, u64); 8] = [
+        (
+            "weir_replica_max_lag",
+            "Largest lag in records of a follower behind this node's log end, over the partitions it leads (MaxLag).",
+            g.max_follower_lag,
+        ),
         (
             "weir_partitions",
             "Partition replicas hosted by this node (PartitionCount).",

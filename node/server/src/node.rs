@@ -34,6 +34,9 @@ pub struct RunningNode {
     pub kafka_addr: std::net::SocketAddr,
     /// Where `/metrics` is served, if enabled.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    heartbeat: Option<Heartbeat>,
+    /// Dropped after the shards: closes every replication connection.
+    endpoint: Option<weir_net::Endpoint>,
 }
 
 fn lock_file(path: &std::path::Path, what: &str) -> anyhow::Result<std::fs::File> {
@@ -99,11 +102,42 @@ pub fn start(
     let mut config = config;
     config.listen = kafka_addr.to_string();
 
-    // Register (or re-register) this node's address before serving, so the
-    // metadata every shard starts from lists it.
-    let register = crate::metadata_sync::register_command(&config, kafka_addr.port());
-    futures::executor::block_on(controller.submit(register))
-        .map_err(|e| anyhow::anyhow!("registering with the controller: {e}"))?;
+    // The replication endpoint (QUIC, mutual TLS with the cluster CA).
+    let (endpoint, inbound) = match start_endpoint(&config)? {
+        Some((endpoint, inbound)) => (Some(endpoint), Some(inbound)),
+        None => (None, None),
+    };
+    let replication_addr = endpoint.as_ref().map(|e| {
+        let host = if config.replication_advertised_host.is_empty() {
+            config.advertised_host.clone()
+        } else {
+            config.replication_advertised_host.clone()
+        };
+        format!("{host}:{}", e.local_addr().port())
+    });
+    // Register before serving, so the metadata every shard starts from lists
+    // this node and its registration (broker epoch); a new incarnation per
+    // process start tells the controller this is a restart.
+    let incarnation: u64 = rand::random();
+    let register = crate::metadata_sync::register_command(
+        &config,
+        kafka_addr.port(),
+        replication_addr.clone(),
+        incarnation,
+    );
+    let broker_epoch = match futures::executor::block_on(controller.submit(register.clone())) {
+        Ok(weir_controller::CommandResult::NodeRegistered { broker_epoch, .. }) => broker_epoch,
+        Ok(other) => anyhow::bail!("registering with the controller: unexpected answer {other:?}"),
+        Err(e) => anyhow::bail!("registering with the controller: {e}"),
+    };
+    let link = crate::replication::NodeLink {
+        endpoint: endpoint.as_ref().map(|e| e.handle()),
+        inbound,
+        broker_epoch: Arc::new(std::sync::atomic::AtomicI64::new(broker_epoch)),
+    };
+    tracing::info!(broker_epoch, replication = ?replication_addr, "registered with the controller");
+    let heartbeat =
+        Heartbeat::start(&config, controller.clone(), link.broker_epoch.clone(), register);
     let shards = config.shard_count();
     let limits = Limits::from_config(&config);
     let (senders, receivers): (Vec<_>, Vec<_>) =
@@ -131,6 +165,7 @@ pub fn start(
                 let limits = limits.clone();
                 let controller = controller.clone();
                 let ready = ready_tx.clone();
+                let link = link.clone();
                 async move {
                     let result = run_shard(
                         index,
@@ -141,6 +176,7 @@ pub fn start(
                         senders,
                         inbox,
                         ready.clone(),
+                        link,
                     )
                     .await;
                     if let Err(e) = &result {
@@ -184,6 +220,8 @@ pub fn start(
         _locks: locks,
         kafka_addr,
         metrics_addr,
+        heartbeat: Some(heartbeat),
+        endpoint,
     })
 }
 
@@ -226,6 +264,10 @@ impl RunningNode {
     /// Stops accepting, seals every partition, and writes the clean-shutdown
     /// marker once all shards have closed their logs.
     pub fn shutdown(mut self) -> anyhow::Result<()> {
+        // Controlled shutdown: the controller moves leaderships away first.
+        if let Some(hb) = self.heartbeat.take() {
+            hb.stop_controlled();
+        }
         for s in &self.inboxes {
             let _ = s.send(shutdown_job());
         }
@@ -255,6 +297,7 @@ impl RunningNode {
             }
             tracing::info!("clean shutdown complete");
         }
+        drop(self.endpoint.take());
         Ok(())
     }
 
@@ -279,6 +322,7 @@ async fn run_shard(
     peers: Vec<flume::Sender<Job>>,
     inbox: flume::Receiver<Job>,
     ready: std::sync::mpsc::Sender<anyhow::Result<()>>,
+    link: crate::replication::NodeLink,
 ) -> anyhow::Result<()> {
     // Before any other DMA file is opened on these devices (glommio iopoll bug).
     for dir in &config.data_dirs {
@@ -292,6 +336,7 @@ async fn run_shard(
         Rc::new(limits),
         controller,
         peers,
+        link,
     );
     // Jobs from other shards run as local tasks.
     {
@@ -310,6 +355,7 @@ async fn run_shard(
     }
     crate::metadata_sync::start(&shard).await?;
     crate::metadata_sync::spawn_background(&shard);
+    crate::replication::start(&shard);
     let listener = glommio::net::TcpListener::bind(&listen)
         .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
 
@@ -380,4 +426,148 @@ fn placement_cpus(shards: usize) -> anyhow::Result<glommio::CpuSet> {
         usable
     );
     Ok(cpus)
+}
+
+/// Starts the QUIC replication endpoint when `replication_listen` is set.
+fn start_endpoint(
+    config: &NodeConfig,
+) -> anyhow::Result<Option<(weir_net::Endpoint, flume::Receiver<weir_net::InboundRequest>)>> {
+    if config.replication_listen.is_empty() {
+        return Ok(None);
+    }
+    let tls_dir = config.tls_dir.as_ref().context("replication_listen needs tls_dir")?;
+    let node = weir_proto::NodeId(config.node_id);
+    // Several processes of a dev cluster may create the CA at once: retry
+    // until one of them has written it whole.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let ca = loop {
+        match weir_net::tls::DevCa::load_or_create(tls_dir) {
+            Ok(ca) => break ca,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!("cluster CA not ready: {e:#}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("the cluster CA in {}", tls_dir.display()));
+            }
+        }
+    };
+    let identity = ca.load_or_issue(node)?;
+    let listen = config
+        .replication_listen
+        .parse()
+        .with_context(|| format!("replication_listen {:?}", config.replication_listen))?;
+    let (endpoint, inbound) = weir_net::Endpoint::start(weir_net::EndpointConfig {
+        node,
+        listen,
+        roots: ca.trust_roots()?,
+        identity,
+    })
+    .with_context(|| format!("replication endpoint {}", config.replication_listen))?;
+    tracing::info!(addr = %endpoint.local_addr(), "replication endpoint listening");
+    Ok(Some((endpoint, inbound)))
+}
+
+/// The node's heartbeat to the controller, on its own thread (the
+/// controller client is executor-agnostic): keeps the registration alive,
+/// registers again when the controller no longer knows it, and at shutdown
+/// asks the controller to move leaderships away (controlled shutdown).
+struct Heartbeat {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    controlled: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(
+        config: &NodeConfig,
+        controller: weir_controller::ControllerHandle,
+        broker_epoch: Arc<std::sync::atomic::AtomicI64>,
+        register: weir_controller::Command,
+    ) -> Heartbeat {
+        use std::sync::atomic::Ordering;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let controlled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let node = weir_proto::NodeId(config.node_id);
+        let every = std::time::Duration::from_millis(config.heartbeat_interval_ms);
+        let (s, c) = (stop.clone(), controlled.clone());
+        let thread = std::thread::Builder::new()
+            .name("weir-heartbeat".into())
+            .spawn(move || {
+                let mut register = register;
+                while !s.load(Ordering::Acquire) {
+                    let want_shutdown = c.load(Ordering::Acquire);
+                    let cmd = weir_controller::Command::Heartbeat {
+                        node,
+                        broker_epoch: broker_epoch.load(Ordering::Acquire),
+                        want_shutdown,
+                    };
+                    match futures::executor::block_on(controller.submit(cmd)) {
+                        Ok(weir_controller::CommandResult::HeartbeatAck {
+                            shutdown_ready, ..
+                        }) => {
+                            if want_shutdown && shutdown_ready {
+                                return;
+                            }
+                        }
+                        Ok(other) => tracing::warn!("unexpected heartbeat answer {other:?}"),
+                        Err(weir_controller::ControllerError::StaleBrokerEpoch(_)) => {
+                            // The controller lost or replaced this registration:
+                            // register again as a new incarnation.
+                            if let weir_controller::Command::RegisterNode(info) = &mut register {
+                                info.incarnation = rand::random();
+                            }
+                            match futures::executor::block_on(controller.submit(register.clone())) {
+                                Ok(weir_controller::CommandResult::NodeRegistered {
+                                    broker_epoch: epoch,
+                                    ..
+                                }) => {
+                                    tracing::warn!(broker_epoch = epoch, "registered again");
+                                    broker_epoch.store(epoch, Ordering::Release);
+                                }
+                                Ok(_) => {}
+                                Err(e) => tracing::warn!("registering again: {e}"),
+                            }
+                        }
+                        Err(e) => tracing::debug!("heartbeat: {e}"),
+                    }
+                    let until = std::time::Instant::now() + every;
+                    while std::time::Instant::now() < until && !s.load(Ordering::Acquire) {
+                        std::thread::sleep(std::time::Duration::from_millis(
+                            10.min(every.as_millis() as u64),
+                        ));
+                    }
+                }
+            })
+            .expect("spawning the heartbeat thread");
+        Heartbeat { stop, controlled, thread: Some(thread) }
+    }
+
+    /// Asks for a controlled shutdown and waits (bounded) until the
+    /// controller has moved this node's leaderships, then stops.
+    fn stop_controlled(mut self) {
+        use std::sync::atomic::Ordering;
+        self.controlled.store(true, Ordering::Release);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        if let Some(t) = self.thread.take() {
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            self.stop.store(true, Ordering::Release);
+            // A thread still waiting on an unreachable controller is left to
+            // end with the process rather than hold the shutdown up.
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -107,6 +107,10 @@ pub struct Shard {
     /// Free-space state of each data directory (see `storage::space`).
     pub space: HashMap<PathBuf, Rc<crate::storage::space::DirSpace>>,
     pub groups: crate::kafka::groups::ShardGroups,
+    /// Node-wide replication handles (QUIC endpoint, broker epoch).
+    pub link: crate::replication::NodeLink,
+    /// This shard's replication state (fetchers, pending requests).
+    pub replication: crate::replication::ShardReplication,
     this: RefCell<std::rc::Weak<Shard>>,
 }
 
@@ -119,6 +123,7 @@ impl Shard {
         limits: Rc<Limits>,
         controller: weir_controller::ControllerHandle,
         peers: Vec<flume::Sender<Job>>,
+        link: crate::replication::NodeLink,
     ) -> Rc<Shard> {
         let space = config
             .data_dirs
@@ -150,6 +155,8 @@ impl Shard {
             produce_waiters: Cell::new(0),
             space,
             groups: Default::default(),
+            link,
+            replication: Default::default(),
             this: RefCell::new(std::rc::Weak::new()),
         });
         *shard.this.borrow_mut() = Rc::downgrade(&shard);

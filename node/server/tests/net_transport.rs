@@ -31,12 +31,15 @@ fn fetch_request(follower: i32, partitions: usize) -> Header {
     Header::FetchRequest(FetchRequest {
         follower,
         shard: 3,
+        broker_epoch: 7,
         partitions: (0..partitions)
             .map(|i| FetchPartition {
                 topic: format!("topic-{i}"),
                 partition: i as i32,
                 fetch_offset: 1000 * i as i64,
                 last_fetched_epoch: 4,
+                current_leader_epoch: 4,
+                epoch_query: false,
             })
             .collect(),
         max_wait_ms: 100,
@@ -85,6 +88,8 @@ fn serve_fetches(inbound: flume::Receiver<InboundRequest>, lens: Vec<usize>, bod
                         log_start: 0,
                         diverging_epoch: (i == 1)
                             .then_some(DivergingEpoch { epoch: 3, end_offset: p.fetch_offset }),
+                        epoch_end: None,
+                        log_end: p.fetch_offset + 10,
                         records_len: len as u32,
                     }
                 })

@@ -15,7 +15,7 @@ use weir_node::storage::partition::{Partition, StorageEnv, TopicSettings};
 use weir_node::storage::space::DirSpace;
 use weir_node_core::log::LogConfig;
 use weir_proto::batch::{BatchIter, build};
-use weir_proto::{LeaderEpoch, Offset, TopicPartition};
+use weir_proto::{LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
 
 const TOPIC_ID: uuid::Uuid = uuid::Uuid::from_u128(0x1234_5678);
 
@@ -24,6 +24,7 @@ fn settings(segment_bytes: u64) -> TopicSettings {
         log: LogConfig { segment_bytes, ..LogConfig::default() },
         max_message_bytes: 1 << 20,
         log_append_time: false,
+        min_insync_replicas: 1,
     }
 }
 
@@ -33,8 +34,17 @@ async fn open(dir: &Path, segment_bytes: u64) -> Rc<Partition> {
         limits: Rc::new(Limits::from_config(&NodeConfig::default())),
         shard_cache: Rc::new(RefCell::new(ShardCache::new(64 << 20))),
         space: Rc::new(DirSpace::new(dir.to_path_buf(), 0)),
+        replica: weir_node_core::replica::ReplicaConfig {
+            node: NodeId(1),
+            partition: PartitionId(0),
+            min_insync_replicas: 1,
+            replica_lag_time_max_ms: 30_000,
+            fetch_backoff_ms: 100,
+            request_timeout_ms: 30_000,
+            ack_waiters_max: 1,
+        },
     };
-    Partition::open(
+    let p = Partition::open(
         dir,
         TopicPartition::new("faults", 0),
         TOPIC_ID,
@@ -44,14 +54,25 @@ async fn open(dir: &Path, segment_bytes: u64) -> Rc<Partition> {
         1_700_000_000_000,
     )
     .await
-    .expect("open partition")
+    .expect("open partition");
+    // The only replica, leading (as the controller would say).
+    let state = weir_node_core::replica::PartitionState {
+        partition: PartitionId(0),
+        leader: Some(NodeId(1)),
+        leader_epoch: LeaderEpoch(0),
+        partition_epoch: weir_node_core::replica::PartitionEpoch(0),
+        isr: vec![NodeId(1)],
+        replicas: vec![NodeId(1)],
+    };
+    p.apply_partition_state(&state, 1_700_000_000_000).await.expect("lead");
+    p
 }
 
 /// Appends `count` batches of 10 records each; returns their bytes as sent.
 async fn append_batches(p: &Rc<Partition>, count: usize, value_len: usize) {
     for i in 0..count {
         let batch = Bytes::from(build::simple(10, value_len, 1_700_000_000_000 + i as i64));
-        p.append(&batch, 1, 1_700_000_000_000).await.expect("append");
+        p.append(&batch, 1, 30_000, 1_700_000_000_000).await.expect("append");
     }
 }
 

@@ -1,5 +1,7 @@
 //! Admin APIs: topics (create, delete, partitions), topic configs (describe,
-//! alter, incremental alter), DeleteRecords and DescribeCluster.
+//! alter, incremental alter), DeleteRecords, DescribeCluster, ElectLeaders
+//! and partition reassignments (AlterPartitionReassignments,
+//! ListPartitionReassignments).
 //!
 //! Topic and config changes are commands to the controller, which validates
 //! them and records them in its metadata log. A successful change is
@@ -53,10 +55,13 @@ async fn await_topic_ready(shard: &Rc<Shard>, topic: String, partitions: usize) 
     await_shards(shard, move |s| {
         let md = s.metadata.borrow();
         let Some(t) = md.topics.get(&topic) else { return false };
+        // Every partition this shard hosts is open (others are not ours to wait for).
         t.partitions.len() >= partitions
-            && (0..t.partitions.len()).all(|p| {
+            && t.partitions.iter().enumerate().all(|(p, view)| {
                 let tp = TopicPartition::new(topic.clone(), p as i32);
-                s.shard_for(&tp) != s.id || s.partitions.borrow().contains_key(&tp)
+                s.shard_for(&tp) != s.id
+                    || !view.replicas.contains(&s.node_id)
+                    || s.partitions.borrow().contains_key(&tp)
             })
     })
     .await;
@@ -490,6 +495,9 @@ pub async fn delete_records(shard: Rc<Shard>, req: DeleteRecordsRequest) -> Dele
                 .run_on(target, move |s| async move {
                     match s.partition(&tp) {
                         None => (ResponseError::UnknownTopicOrPartition.code(), -1),
+                        Some(part) if !crate::replication::is_leader(&part) => {
+                            (ResponseError::NotLeaderOrFollower.code(), -1)
+                        }
                         Some(part) => match part.delete_records(offset).await {
                             Ok(low) => (0, low.0),
                             Err(e) => (e.code(), -1),
@@ -528,4 +536,217 @@ pub fn describe_cluster(shard: Rc<Shard>, _req: DescribeClusterRequest) -> Descr
                 })
                 .collect(),
         )
+}
+
+/// ElectLeaders (KIP-460): preferred or unclean elections, decided by the
+/// controller; the response lists a result per partition.
+pub async fn elect_leaders(
+    shard: Rc<Shard>,
+    req: ElectLeadersRequest,
+    version: i16,
+) -> ElectLeadersResponse {
+    use kafka_protocol::messages::elect_leaders_response::{
+        PartitionResult, ReplicaElectionResult,
+    };
+    // v0 has no election type: preferred.
+    let election = match (version, req.election_type) {
+        (0, _) | (_, 0) => Some(weir_controller::ElectionType::Preferred),
+        (_, 1) => Some(weir_controller::ElectionType::Unclean),
+        _ => None,
+    };
+    let Some(election) = election else {
+        return ElectLeadersResponse::default()
+            .with_error_code(ResponseError::InvalidRequest.code());
+    };
+    let partitions = req.topic_partitions.map(|topics| {
+        topics
+            .into_iter()
+            .flat_map(|t| {
+                let name = t.topic.0.to_string();
+                t.partitions.into_iter().map(move |p| (name.clone(), PartitionId(p)))
+            })
+            .collect::<Vec<_>>()
+    });
+    let results = match shard.submit(Command::ElectLeaders { partitions, election }).await {
+        Ok(CommandResult::LeadersElected { results }) => results,
+        Ok(other) => {
+            tracing::warn!("unexpected ElectLeaders answer {other:?}");
+            return ElectLeadersResponse::default()
+                .with_error_code(ResponseError::UnknownServerError.code());
+        }
+        Err(e) => return ElectLeadersResponse::default().with_error_code(e.kafka_code()),
+    };
+    let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
+    for r in results {
+        by_topic.entry(r.topic).or_default().push(
+            PartitionResult::default()
+                .with_partition_id(r.partition.0)
+                .with_error_code(r.error_code)
+                .with_error_message(r.message.map(s)),
+        );
+    }
+    let replica_election_results = by_topic
+        .into_iter()
+        .map(|(topic, partition_result)| {
+            ReplicaElectionResult::default()
+                .with_topic(StrBytes::from_string(topic).into())
+                .with_partition_result(partition_result)
+        })
+        .collect();
+    ElectLeadersResponse::default().with_replica_election_results(replica_election_results)
+}
+
+/// Waits until every shard has applied the metadata the controller had
+/// published when this is called: a request answered after it (Metadata on
+/// this node, say) sees at least that state.
+async fn await_controller_version(shard: &Rc<Shard>) {
+    let version = shard.controller.image().version;
+    await_shards(shard, move |_| with_image(|image| image.version >= version)).await;
+}
+
+/// AlterPartitionReassignments (KIP-455): starts, changes or cancels (null
+/// replicas) moves of partition replicas; the controller decides each
+/// partition on its own, and the answer lists a result per partition in
+/// request order. A partition of an unknown topic gets
+/// UNKNOWN_TOPIC_OR_PARTITION. v1's `allow_replication_factor_change =
+/// false` (KIP-860) is checked here, against this node's metadata.
+pub async fn alter_partition_reassignments(
+    shard: Rc<Shard>,
+    req: AlterPartitionReassignmentsRequest,
+) -> AlterPartitionReassignmentsResponse {
+    use alter_partition_reassignments_response::{
+        ReassignablePartitionResponse, ReassignableTopicResponse,
+    };
+    let mut responses: Vec<ReassignableTopicResponse> = Vec::with_capacity(req.topics.len());
+    // The entries sent to the controller, and where their answers go.
+    let mut entries = Vec::new();
+    let mut slots: Vec<(usize, usize)> = Vec::new();
+    for t in &req.topics {
+        let name = t.name.0.to_string();
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let mut r =
+                ReassignablePartitionResponse::default().with_partition_index(p.partition_index);
+            let target: Option<Vec<NodeId>> =
+                p.replicas.as_ref().map(|r| r.iter().map(|b| NodeId(b.0)).collect());
+            let current_rf = with_image(|image| {
+                image
+                    .partition(&name, PartitionId(p.partition_index))
+                    .map(|m| m.target_replicas().len())
+            });
+            match (&target, current_rf) {
+                (Some(target), Some(rf))
+                    if !req.allow_replication_factor_change && target.len() != rf =>
+                {
+                    r = r
+                        .with_error_code(ResponseError::InvalidReplicationFactor.code())
+                        .with_error_message(Some(s(format!(
+                            "The replication factor is changed from {rf} to {}",
+                            target.len()
+                        ))));
+                }
+                _ => {
+                    slots.push((responses.len(), partitions.len()));
+                    entries.push((name.clone(), PartitionId(p.partition_index), target));
+                }
+            }
+            partitions.push(r);
+        }
+        responses.push(
+            ReassignableTopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions),
+        );
+    }
+    let mut resp = AlterPartitionReassignmentsResponse::default()
+        .with_allow_replication_factor_change(req.allow_replication_factor_change);
+    if !entries.is_empty() {
+        let answer =
+            shard.submit(Command::AlterPartitionReassignments { partitions: entries }).await;
+        let per_partition: Vec<(i16, Option<String>)> = match answer {
+            Ok(CommandResult::PartitionReassignmentsAltered { results })
+                if results.len() == slots.len() =>
+            {
+                await_controller_version(&shard).await;
+                results.into_iter().map(|r| (r.error_code, r.message)).collect()
+            }
+            other => {
+                let (code, message) = match other {
+                    Err(e) => (e.kafka_code(), e.message()),
+                    Ok(other) => {
+                        tracing::warn!("unexpected AlterPartitionReassignments answer {other:?}");
+                        let e = ResponseError::UnknownServerError;
+                        (e.code(), e.to_string())
+                    }
+                };
+                resp = resp.with_error_code(code).with_error_message(Some(s(message.clone())));
+                vec![(code, Some(message)); slots.len()]
+            }
+        };
+        for ((t, p), (code, message)) in slots.into_iter().zip(per_partition) {
+            let slot = &mut responses[t].partitions[p];
+            slot.error_code = code;
+            slot.error_message = message.map(s);
+        }
+    }
+    resp.with_responses(responses)
+}
+
+/// ListPartitionReassignments: the moves in progress (all, or among the
+/// partitions asked for; unknown ones are left out, as in Kafka), as the
+/// controller knows them. Answered once this node's shards have caught up
+/// with the controller, so a Metadata request that follows (`weir reassign
+/// --verify`) shows a completed move's replicas.
+pub async fn list_partition_reassignments(
+    shard: Rc<Shard>,
+    req: ListPartitionReassignmentsRequest,
+) -> ListPartitionReassignmentsResponse {
+    use list_partition_reassignments_response::{
+        OngoingPartitionReassignment, OngoingTopicReassignment,
+    };
+    let partitions = req.topics.map(|topics| {
+        topics
+            .into_iter()
+            .flat_map(|t| {
+                let name = t.name.0.to_string();
+                t.partition_indexes.into_iter().map(move |p| (name.clone(), PartitionId(p)))
+            })
+            .collect::<Vec<_>>()
+    });
+    let reassignments = match shard.submit(Command::ListPartitionReassignments { partitions }).await
+    {
+        Ok(CommandResult::PartitionReassignments { reassignments }) => reassignments,
+        Ok(other) => {
+            tracing::warn!("unexpected ListPartitionReassignments answer {other:?}");
+            return ListPartitionReassignmentsResponse::default()
+                .with_error_code(ResponseError::UnknownServerError.code());
+        }
+        Err(e) => {
+            return ListPartitionReassignmentsResponse::default()
+                .with_error_code(e.kafka_code())
+                .with_error_message(Some(s(e.message())));
+        }
+    };
+    await_controller_version(&shard).await;
+    let brokers = |v: Vec<NodeId>| v.into_iter().map(|n| BrokerId(n.0)).collect::<Vec<_>>();
+    let mut by_topic: BTreeMap<String, Vec<OngoingPartitionReassignment>> = BTreeMap::new();
+    for r in reassignments {
+        by_topic.entry(r.topic).or_default().push(
+            OngoingPartitionReassignment::default()
+                .with_partition_index(r.partition.0)
+                .with_replicas(brokers(r.replicas))
+                .with_adding_replicas(brokers(r.adding))
+                .with_removing_replicas(brokers(r.removing)),
+        );
+    }
+    ListPartitionReassignmentsResponse::default().with_topics(
+        by_topic
+            .into_iter()
+            .map(|(topic, partitions)| {
+                OngoingTopicReassignment::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(partitions)
+            })
+            .collect(),
+    )
 }

@@ -38,6 +38,9 @@ pub const SUPPORTED_APIS: &[ApiKey] = &[
     ApiKey::IncrementalAlterConfigs,
     ApiKey::OffsetDelete,
     ApiKey::DescribeCluster,
+    ApiKey::ElectLeaders,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ListPartitionReassignments,
 ];
 
 /// The versions both the request and the response codec of `key` handle.
@@ -68,6 +71,13 @@ fn codec_range(key: ApiKey) -> (i16, i16) {
         ApiKey::DescribeGroups => both!(DescribeGroupsRequest, DescribeGroupsResponse),
         ApiKey::ListGroups => both!(ListGroupsRequest, ListGroupsResponse),
         ApiKey::ApiVersions => both!(ApiVersionsRequest, ApiVersionsResponse),
+        ApiKey::ElectLeaders => both!(ElectLeadersRequest, ElectLeadersResponse),
+        ApiKey::AlterPartitionReassignments => {
+            both!(AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse)
+        }
+        ApiKey::ListPartitionReassignments => {
+            both!(ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse)
+        }
         ApiKey::CreateTopics => both!(CreateTopicsRequest, CreateTopicsResponse),
         ApiKey::DeleteTopics => both!(DeleteTopicsRequest, DeleteTopicsResponse),
         ApiKey::DeleteRecords => both!(DeleteRecordsRequest, DeleteRecordsResponse),

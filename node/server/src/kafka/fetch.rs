@@ -46,6 +46,18 @@ async fn read_local(shard: Rc<Shard>, items: Vec<Item>, mut budget: usize) -> Ve
             });
             continue;
         };
+        // Consumers read from the leader (follower fetching, KIP-392, is not
+        // offered): a stale client is sent to look the leader up again.
+        if !crate::replication::is_leader(&p) {
+            out.push(ItemResult {
+                slot: item.slot,
+                error_code: ResponseError::NotLeaderOrFollower.code(),
+                high_watermark: -1,
+                log_start_offset: -1,
+                records: Bytes::new(),
+            });
+            continue;
+        }
         // Once the response budget is spent, report positions without data.
         let max = item.max_bytes.min(budget.max(1));
         let res = p.read(item.offset, max).await.map(|mut r| {

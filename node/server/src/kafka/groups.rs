@@ -10,6 +10,10 @@
 //! before the responses that depend on it are released. A group's requests
 //! are routed to the shard owning `partition_for(group_id)`.
 
+/// Kafka's `offsets.commit.timeout.ms`: how long a group write waits for the
+/// offsets partition's ISR.
+const OFFSETS_COMMIT_TIMEOUT_MS: i64 = 5000;
+
 use crate::kafka::conn::{Reply, encode_response};
 use crate::shard::{Shard, now_ms};
 use crate::storage::partition::{Partition, PartitionError};
@@ -186,7 +190,7 @@ impl ShardGroups {
                     let batch =
                         bytes::Bytes::from(build::batch(&records, now, build::Producer::default()));
                     d.partition
-                        .append(&batch, -1, now)
+                        .append(&batch, -1, OFFSETS_COMMIT_TIMEOUT_MS, now)
                         .await
                         .map(|_| ())
                         .map_err(|e| append_failure(&e))
@@ -331,10 +335,16 @@ fn find_coordinator_answer(
     shard: &Shard,
     key: StrBytes,
     key_type: i8,
-    ready: Result<(), i16>,
+    ready: Result<u32, i16>,
 ) -> FoundCoordinator {
     let md = shard.metadata.borrow();
-    let me = md.nodes.iter().find(|n| n.id == shard.node_id);
+    // The coordinator is the leader of the group's offsets partition.
+    let me = ready.ok().and_then(|n| {
+        let partition = partition_for(&key, n) as usize;
+        let leader = md.topics.get(OFFSETS_TOPIC)?.partitions.get(partition)?.leader;
+        md.nodes.iter().find(|node| node.id == leader)
+    });
+    let ready = ready.map(|_| ());
     let (code, message) = match (key_type, ready, me) {
         (1, _, _) => (
             ResponseError::CoordinatorNotAvailable.code(),
@@ -366,10 +376,9 @@ async fn find_coordinator(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    // Single-node: this node leads every `__consumer_offsets` partition.
     let keys = if version >= 4 { req.coordinator_keys.clone() } else { vec![req.key.clone()] };
     let needs_topic = req.key_type == 0;
-    let ready = if needs_topic { offsets_partitions(&shard).await.map(|_| ()) } else { Ok(()) };
+    let ready = if needs_topic { offsets_partitions(&shard).await } else { Ok(0) };
     let answers: Vec<FoundCoordinator> =
         keys.into_iter().map(|k| find_coordinator_answer(&shard, k, req.key_type, ready)).collect();
     let mut resp = FindCoordinatorResponse::default();
@@ -703,10 +712,20 @@ async fn list_groups(
 }
 
 /// Called by metadata sync after this shard opened `partition`.
-pub fn partition_opened(shard: &Rc<Shard>, partition: &Rc<Partition>, num_partitions: u32) {
+/// Called by replication when this node starts or stops leading a
+/// partition: the coordinator of an offsets partition lives on its leader
+/// only, rebuilt from the partition when leadership arrives.
+pub fn leadership_changed(shard: &Rc<Shard>, partition: &Rc<Partition>, leader: bool) {
     if partition.tp.topic != OFFSETS_TOPIC {
         return;
     }
+    if !leader {
+        shard.groups.unload(partition.tp.partition.0);
+        return;
+    }
+    let num_partitions = crate::metadata_sync::with_image(|image| {
+        image.topic(OFFSETS_TOPIC).map_or(0, |t| t.partitions.len() as u32)
+    });
     let shard = shard.clone();
     let partition = partition.clone();
     glommio::spawn_local(async move { ShardGroups::load(&shard, partition, num_partitions).await })

@@ -25,6 +25,9 @@ async fn lookup_local(shard: Rc<Shard>, tp: TopicPartition, timestamp: i64) -> A
     let Some(p) = shard.partition(&tp) else {
         return fail(ResponseError::UnknownTopicOrPartition.code());
     };
+    if !crate::replication::is_leader(&p) {
+        return fail(ResponseError::NotLeaderOrFollower.code());
+    }
     let epoch = p.leader_epoch().0;
     let at =
         |offset: i64, ts: i64| Answer { error_code: 0, timestamp: ts, offset, leader_epoch: epoch };

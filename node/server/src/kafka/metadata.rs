@@ -20,7 +20,10 @@ pub fn topic_response(t: &TopicView) -> MetadataResponseTopic {
         .iter()
         .enumerate()
         .map(|(i, p)| {
+            // No leader (every ISR member is down): clients retry later.
+            let code = if p.leader.0 < 0 { ResponseError::LeaderNotAvailable.code() } else { 0 };
             MetadataResponsePartition::default()
+                .with_error_code(code)
                 .with_partition_index(i as i32)
                 .with_leader_id(BrokerId(p.leader.0))
                 .with_leader_epoch(p.leader_epoch.0)

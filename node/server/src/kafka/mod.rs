@@ -69,6 +69,15 @@ async fn handle(shard: Rc<Shard>, req: Request, clock: &RequestClock) -> Reply {
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(admin::delete_records(shard, r).await)
         }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(admin::elect_leaders(shard, r, version).await)
+        }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            admin::alter_partition_reassignments(shard, r).await,
+        ),
+        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+            admin::list_partition_reassignments(shard, r).await,
+        ),
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(admin::describe_cluster(shard, r))
         }

@@ -38,11 +38,12 @@ pub async fn append_local(
     tp: TopicPartition,
     records: bytes::Bytes,
     acks: i16,
+    timeout_ms: i64,
 ) -> PartitionOutcome {
     let Some(partition) = shard.partition(&tp) else {
         return PartitionOutcome::error(ResponseError::UnknownTopicOrPartition.code(), None);
     };
-    match partition.append(&records, acks, now_ms()).await {
+    match partition.append(&records, acks, timeout_ms, now_ms()).await {
         Ok(a) => {
             crate::metrics::produced(&tp.topic, a.records_appended, a.bytes_appended);
             PartitionOutcome {
@@ -70,6 +71,7 @@ pub async fn handle(
     clock: &crate::metrics::RequestClock,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
+    let timeout_ms = i64::from(req.timeout_ms.max(0));
     let by_id = version >= 13;
     let mut topics = Vec::with_capacity(req.topic_data.len());
     let mut work = Vec::new();
@@ -102,7 +104,7 @@ pub async fn handle(
                     let shard = shard.clone();
                     work.push(async move {
                         let out = shard
-                            .run_on(target, move |s| append_local(s, tp, records, acks))
+                            .run_on(target, move |s| append_local(s, tp, records, acks, timeout_ms))
                             .await
                             .unwrap_or_else(|_| {
                                 PartitionOutcome::error(

@@ -77,16 +77,21 @@ async fn epoch_end_local(
     let Some(p) = shard.partition(&tp) else {
         return (ResponseError::UnknownTopicOrPartition.code(), -1, -1);
     };
-    let epoch = p.leader_epoch().0;
-    if current >= 0 && current < epoch {
-        return (ResponseError::FencedLeaderEpoch.code(), -1, -1);
+    // The leader answers from its epoch cache (Kafka's OffsetForLeaderEpoch).
+    let answer = p.replica.borrow().handle_epoch_query(
+        weir_proto::LeaderEpoch(if current >= 0 { current } else { p.leader_epoch().0 }),
+        weir_proto::LeaderEpoch(asked),
+    );
+    match answer {
+        Ok(end) => (0, end.epoch.0, end.end_offset.0),
+        Err(weir_node_core::replica::ReplicaError::FencedLeaderEpoch) => {
+            (ResponseError::FencedLeaderEpoch.code(), -1, -1)
+        }
+        Err(weir_node_core::replica::ReplicaError::UnknownLeaderEpoch) => {
+            (ResponseError::UnknownLeaderEpoch.code(), -1, -1)
+        }
+        Err(_) => (ResponseError::NotLeaderOrFollower.code(), -1, -1),
     }
-    if current > epoch {
-        return (ResponseError::UnknownLeaderEpoch.code(), -1, -1);
-    }
-    // This node has led every epoch of its partitions so far (single node),
-    // so the asked epoch (or any later one) ends at the log end.
-    if asked <= epoch && asked >= 0 { (0, asked.max(0), p.log_end_offset().0) } else { (0, -1, -1) }
 }
 
 pub async fn offset_for_leader_epoch(

@@ -13,7 +13,16 @@
 //! 00000000000000001234.snapshot   producer state as of offset 1234 (taken at each roll)
 //! partition.meta                  "topic_id=<uuid>\n"
 //! log-start-offset                "<offset>\n" (DeleteRecords / retention checkpoint)
+//! leader-epoch-checkpoint         "0\n<count>\n" then "<epoch> <start offset>\n" per entry
+//! high-watermark                  "<offset>\n" (checkpointed now and then; a stale value is safe)
 //! ```
+//!
+//! Replication: the partition carries the sans-IO replica core
+//! (`weir_node_core::replica::ReplicaState`): appends as leader go through
+//! it (it stamps the leader epoch and tracks the log end), batches fetched
+//! as follower are written exactly as the leader sent them, and the high
+//! watermark readers see is the core's (min over the ISR) capped by what is
+//! persisted here.
 //!
 //! Write path: batches are validated, offsets assigned by rewriting each
 //! batch's header, copied into the active segment's DMA chunks and into the
@@ -39,6 +48,9 @@ use std::rc::Rc;
 use weir_node_core::log::{AppendPlan, LogConfig, PartitionLog, SegmentInfo};
 use weir_node_core::producer_state::{ProducerBatch, ProducerStateTable, SeqCheck};
 use weir_node_core::recovery::{ScanStop, SegmentScanner};
+use weir_node_core::replica::{
+    Acks, EpochEntry, LeaderEpochCache, LogCut, ReplicaConfig, ReplicaState, Role,
+};
 use weir_proto::batch::{self, BatchHeader, BatchIter};
 use weir_proto::{LeaderEpoch, Offset, Position, TopicId, TopicPartition};
 
@@ -64,6 +76,12 @@ pub enum PartitionError {
     Timeout,
     #[error("{0}")]
     NoSpace(String),
+    #[error("this node is not the leader of the partition")]
+    NotLeader,
+    #[error("the in-sync replicas ({0}) are fewer than min.insync.replicas ({1})")]
+    NotEnoughReplicas(usize, usize),
+    #[error("written, but the in-sync replicas shrank below min.insync.replicas ({0})")]
+    NotEnoughReplicasAfterAppend(usize),
 }
 
 impl PartitionError {
@@ -80,6 +98,11 @@ impl PartitionError {
             PartitionError::Timeout => E::RequestTimedOut.code(),
             // Retriable for clients: they back off and retry until space returns.
             PartitionError::NoSpace(_) => E::KafkaStorageError.code(),
+            PartitionError::NotLeader => E::NotLeaderOrFollower.code(),
+            PartitionError::NotEnoughReplicas(..) => E::NotEnoughReplicas.code(),
+            PartitionError::NotEnoughReplicasAfterAppend(_) => {
+                E::NotEnoughReplicasAfterAppend.code()
+            }
         }
     }
 }
@@ -92,6 +115,8 @@ pub struct StorageEnv {
     pub shard_cache: Rc<RefCell<ShardCache>>,
     /// Free-space state of the partition's data directory.
     pub space: Rc<DirSpace>,
+    /// Replication settings; `partition` is set per partition at open.
+    pub replica: ReplicaConfig,
 }
 
 /// Topic settings the partition applies (resolved from the topic's config).
@@ -100,6 +125,8 @@ pub struct TopicSettings {
     pub log: LogConfig,
     pub max_message_bytes: usize,
     pub log_append_time: bool,
+    /// `min.insync.replicas`, checked for acks=all.
+    pub min_insync_replicas: usize,
 }
 
 /// Outcome of an append.
@@ -153,6 +180,17 @@ pub struct Partition {
     shard_cache: Rc<RefCell<ShardCache>>,
     space: Rc<DirSpace>,
     write_behind_pending: Cell<bool>,
+    /// The replica core (role, epochs, HW over the ISR). Borrowed briefly,
+    /// never across an await.
+    pub replica: RefCell<ReplicaState>,
+    /// Epoch entries as last checkpointed.
+    epochs_written: RefCell<Vec<EpochEntry>>,
+    /// Notified on every append (wakes followers' long-poll fetches here).
+    pub appended: Event,
+    /// Set while a fetched answer is being written: the core's next fetch
+    /// (already queued) must not leave before the write is persisted, so a
+    /// leader only ever counts persisted follower offsets.
+    pub follower_writing: Cell<bool>,
 }
 
 fn segment_path(dir: &Path, base: Offset, ext: &str) -> PathBuf {
@@ -351,7 +389,24 @@ impl Partition {
         let mut log = log;
         let end = log.log_end_offset();
         log.set_durable(end);
-        log.advance_high_watermark(end);
+        let epochs = read_epoch_checkpoint(&dir).unwrap_or_else(|e| {
+            tracing::warn!(partition = %tp, "ignoring the leader-epoch checkpoint: {e}");
+            LeaderEpochCache::new()
+        });
+        let hw_checkpoint = std::fs::read_to_string(dir.join("high-watermark"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .map(Offset)
+            .unwrap_or(Offset(0));
+        let replica = ReplicaState::recover(
+            ReplicaConfig { partition: tp.partition, ..env.replica.clone() },
+            log.log_start_offset(),
+            end,
+            epochs,
+            hw_checkpoint,
+        );
+        log.advance_high_watermark(replica.high_watermark());
+        let epochs_written = replica.epoch_cache().entries().to_vec();
         let state =
             State { log, producers, writer, files, settings, leader_epoch, written_offset: end };
         Ok(Rc::new(Partition {
@@ -370,6 +425,10 @@ impl Partition {
             shard_cache: env.shard_cache.clone(),
             space: env.space.clone(),
             write_behind_pending: Cell::new(false),
+            replica: RefCell::new(replica),
+            epochs_written: RefCell::new(epochs_written),
+            appended: Event::new(),
+            follower_writing: Cell::new(false),
         }))
     }
 
@@ -404,8 +463,12 @@ impl Partition {
         self.state.borrow().log.log_end_offset()
     }
 
+    /// The epoch of the current leadership as this replica knows it.
     pub fn leader_epoch(&self) -> LeaderEpoch {
-        self.state.borrow().leader_epoch
+        match self.replica.borrow().role() {
+            Role::Leader { epoch } | Role::Follower { epoch, .. } => epoch,
+            Role::Offline => self.state.borrow().leader_epoch,
+        }
     }
 
     pub fn set_leader_epoch(&self, epoch: LeaderEpoch) {
@@ -423,13 +486,15 @@ impl Partition {
         st.settings = settings;
     }
 
-    /// Appends the record batches of one produce request to this partition and
-    /// waits as `acks` asks: 0 not at all, 1 and -1 until the batches are
-    /// persisted per the durability mode (single replica: the ISR is this node).
+    /// Appends the record batches of one produce request to this partition
+    /// (as its leader) and waits as `acks` asks: 0 not at all, 1 until the
+    /// batches are persisted here per the durability mode, -1 also until the
+    /// high watermark (min over the ISR) covers them, at most `timeout_ms`.
     pub async fn append(
         self: &Rc<Self>,
         records: &Bytes,
         acks: i16,
+        timeout_ms: i64,
         now_ms: i64,
     ) -> Result<Appended, PartitionError> {
         self.check_failed()?;
@@ -469,6 +534,16 @@ impl Partition {
         }
         let _permit = self.append_lock.acquire_permit(1).await.map_err(io_err)?;
         self.check_failed()?;
+        // Leadership cannot change while the append lock is held (replica
+        // states are applied under it), so the core and the log stay in step.
+        let epoch = self.leading_epoch()?;
+        let min_insync = self.state.borrow().settings.min_insync_replicas;
+        if acks == -1 {
+            let isr = self.replica.borrow().isr().map_or(0, |isr| isr.len());
+            if isr < min_insync {
+                return Err(PartitionError::NotEnoughReplicas(isr, min_insync));
+            }
+        }
         let incoming: u64 = headers.iter().map(|(_, r)| r.len() as u64).sum();
         self.space.reserve(incoming).map_err(PartitionError::NoSpace)?;
         let mut first: Option<Offset> = None;
@@ -511,7 +586,6 @@ impl Partition {
             }
             let mut bytes = BytesMut::from(&records[range.clone()]);
             batch::set_base_offset(&mut bytes, plan.base_offset);
-            let epoch = self.state.borrow().leader_epoch;
             batch::set_partition_leader_epoch(&mut bytes, epoch);
             let max_ts = if log_append_time_ms >= 0 {
                 batch::set_log_append_time(&mut bytes, log_append_time_ms);
@@ -521,12 +595,20 @@ impl Partition {
             };
             let bytes = bytes.freeze();
             self.commit_append(&plan, &h, &bytes, max_ts);
+            let counted = self
+                .replica
+                .borrow_mut()
+                .handle_append(h.offset_count(), Acks::Leader, 0, now_ms)
+                .expect("leadership is stable under the append lock");
+            assert_eq!(counted.base_offset, plan.base_offset, "replica core and log disagree");
             records_appended += h.records_count as u64;
             bytes_appended += bytes.len() as u64;
             first.get_or_insert(plan.base_offset);
             last = plan.last_offset;
         }
         drop(_permit);
+        self.appended.notify(usize::MAX);
+        self.update_high_watermark();
         let base_offset = first.expect("at least one batch");
         let result = Appended {
             base_offset,
@@ -541,7 +623,63 @@ impl Partition {
         } else {
             self.wait_persisted(last.next()).await?;
         }
+        if acks == -1 {
+            self.wait_replicated(last.next(), epoch, timeout_ms).await?;
+            let isr = self.replica.borrow().maximal_isr().map_or(0, |isr| isr.len());
+            if isr < min_insync {
+                return Err(PartitionError::NotEnoughReplicasAfterAppend(min_insync));
+            }
+        }
         Ok(result)
+    }
+
+    /// The epoch this replica leads in, or `NotLeader`.
+    fn leading_epoch(&self) -> Result<LeaderEpoch, PartitionError> {
+        match self.replica.borrow().role() {
+            Role::Leader { epoch } => Ok(epoch),
+            _ => Err(PartitionError::NotLeader),
+        }
+    }
+
+    /// Waits until the high watermark reaches `end` while this replica still
+    /// leads in `epoch` (acks=all).
+    async fn wait_replicated(
+        &self,
+        end: Offset,
+        epoch: LeaderEpoch,
+        timeout_ms: i64,
+    ) -> Result<(), PartitionError> {
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.max(1) as u64);
+        loop {
+            let listener = self.data_arrived.listen();
+            self.check_failed()?;
+            if self.high_watermark() >= end {
+                return Ok(());
+            }
+            if self.leading_epoch()? != epoch {
+                return Err(PartitionError::NotLeader);
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(PartitionError::Timeout);
+            }
+            let sleep = glommio::timer::sleep(deadline - now);
+            futures::pin_mut!(sleep);
+            let _ = futures::future::select(listener, sleep).await;
+        }
+    }
+
+    /// Readers' high watermark: the replica core's (min over the ISR, or the
+    /// leader's as a follower learned it) capped by what is persisted here.
+    pub fn update_high_watermark(&self) {
+        let hw = self.replica.borrow().high_watermark().min(self.persisted_offset());
+        let mut st = self.state.borrow_mut();
+        if hw > st.log.high_watermark() {
+            st.log.advance_high_watermark(hw);
+            drop(st);
+            self.data_arrived.notify(usize::MAX);
+        }
     }
 
     fn commit_append(&self, plan: &AppendPlan, h: &BatchHeader, bytes: &Bytes, max_ts: i64) {
@@ -628,15 +766,13 @@ impl Partition {
     /// Records that offsets below `offset` are persisted per the durability
     /// mode, advancing the high watermark and waking fetches.
     fn persisted_to(&self, offset: Offset) {
-        let mut st = self.state.borrow_mut();
-        if offset > st.log.durable_offset() {
-            st.log.set_durable(offset);
+        {
+            let mut st = self.state.borrow_mut();
+            if offset > st.log.durable_offset() {
+                st.log.set_durable(offset);
+            }
         }
-        if offset > st.log.high_watermark() {
-            st.log.advance_high_watermark(offset);
-            drop(st);
-            self.data_arrived.notify(usize::MAX);
-        }
+        self.update_high_watermark();
     }
 
     /// Runs one flush cycle: writes everything appended so far and, in fsync
@@ -664,15 +800,7 @@ impl Partition {
                 }
                 self.persisted_to(end_offset);
             }
-            Durability::Write => {
-                let written = self.state.borrow().written_offset;
-                let mut st = self.state.borrow_mut();
-                if written > st.log.high_watermark() {
-                    st.log.advance_high_watermark(written);
-                    drop(st);
-                    self.data_arrived.notify(usize::MAX);
-                }
-            }
+            Durability::Write => self.update_high_watermark(),
         }
         self.flushed.notify(usize::MAX);
         if wrote {
@@ -740,6 +868,19 @@ impl Partition {
         offset: Offset,
         max_bytes: usize,
     ) -> Result<ReadOutcome, PartitionError> {
+        let hw = self.high_watermark();
+        self.read_bounded(offset, max_bytes, hw, hw).await
+    }
+
+    /// Reads whole batches below `limit`; from the files only below
+    /// `disk_limit` (what has been written), beyond that from the cache.
+    async fn read_bounded(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        limit: Offset,
+        disk_limit: Offset,
+    ) -> Result<ReadOutcome, PartitionError> {
         let (hw, start, end) = {
             let st = self.state.borrow();
             (st.log.high_watermark(), st.log.log_start_offset(), st.log.log_end_offset())
@@ -753,11 +894,25 @@ impl Partition {
         if offset < start || offset > end {
             return Err(PartitionError::OffsetOutOfRange);
         }
-        if offset >= hw {
+        if offset >= limit {
             return Ok(outcome(Bytes::new()));
         }
-        if let Some(parts) = self.cache.borrow().read(offset, hw, max_bytes) {
+        if let Some(parts) = self.cache.borrow().read(offset, limit, max_bytes) {
             return Ok(outcome(concat(parts)));
+        }
+        let hw = limit.min(disk_limit);
+        self.read_files(offset, max_bytes, hw, outcome).await
+    }
+
+    async fn read_files(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        hw: Offset,
+        outcome: impl Fn(Bytes) -> ReadOutcome,
+    ) -> Result<ReadOutcome, PartitionError> {
+        if offset >= hw {
+            return Ok(outcome(Bytes::new()));
         }
         let mut from = offset;
         loop {
@@ -913,6 +1068,287 @@ impl Partition {
         }
     }
 
+    // ── replication ─────────────────────────────────────────────────────
+
+    /// Applies the controller's state of this partition (leader, epochs,
+    /// ISR) to the replica core, under the append lock so no append is
+    /// between the core and the log, then the cuts it asks for.
+    pub async fn apply_partition_state(
+        &self,
+        state: &weir_node_core::replica::PartitionState,
+        now_ms: i64,
+    ) -> Result<(), PartitionError> {
+        let _permit = self.append_lock.acquire_permit(1).await.map_err(io_err)?;
+        self.check_failed()?;
+        self.replica.borrow_mut().handle_leader_and_isr(state, now_ms);
+        self.apply_cuts_locked(now_ms).await?;
+        self.checkpoint_epochs()?;
+        self.update_high_watermark();
+        // Wakes acks=all waiters so they notice a lost leadership.
+        self.data_arrived.notify(usize::MAX);
+        Ok(())
+    }
+
+    /// The leader's answer to this follower's epoch query.
+    pub async fn epoch_query_answered(
+        &self,
+        request_id: u64,
+        result: Result<
+            weir_node_core::replica::EpochEndOffset,
+            weir_node_core::replica::ReplicaError,
+        >,
+        now_ms: i64,
+    ) -> Result<(), PartitionError> {
+        let _permit = self.append_lock.acquire_permit(1).await.map_err(io_err)?;
+        self.check_failed()?;
+        self.replica.borrow_mut().handle_epoch_query_response(request_id, result, now_ms);
+        self.apply_cuts_locked(now_ms).await?;
+        self.checkpoint_epochs()
+    }
+
+    /// The leader's answer to this follower's fetch: validates the batches
+    /// (CRC32C), lets the core decide, then writes them exactly as sent (or
+    /// applies the truncation it asks for). Returns the new log end once it
+    /// is persisted, so the next fetch reports only persisted offsets.
+    pub async fn fetch_answered(
+        &self,
+        request_id: u64,
+        answer: &weir_node_core::replica::FetchAnswer,
+        records: &Bytes,
+        now_ms: i64,
+    ) -> Result<Offset, PartitionError> {
+        let mut batches = Vec::new();
+        let mut metas = Vec::new();
+        for item in BatchIter::new(records) {
+            let (h, range) = item.map_err(|e| PartitionError::CorruptMessage(e.to_string()))?;
+            metas.push(weir_node_core::replica::BatchMeta {
+                base_offset: h.base_offset,
+                record_count: h.offset_count(),
+                leader_epoch: h.partition_leader_epoch,
+            });
+            batches.push((h, range));
+        }
+        self.follower_writing.set(true);
+        let result =
+            self.fetch_answered_inner(request_id, answer, &batches, &metas, records, now_ms).await;
+        self.follower_writing.set(false);
+        result
+    }
+
+    async fn fetch_answered_inner(
+        &self,
+        request_id: u64,
+        answer: &weir_node_core::replica::FetchAnswer,
+        batches: &[(BatchHeader, std::ops::Range<usize>)],
+        metas: &[weir_node_core::replica::BatchMeta],
+        records: &Bytes,
+        now_ms: i64,
+    ) -> Result<Offset, PartitionError> {
+        let end = {
+            let _permit = self.append_lock.acquire_permit(1).await.map_err(io_err)?;
+            self.check_failed()?;
+            let at =
+                self.replica.borrow_mut().handle_fetch_response(request_id, answer, metas, now_ms);
+            self.apply_cuts_locked(now_ms).await?;
+            if let Some(at) = at {
+                assert_eq!(at, self.log_end_offset(), "follower append not at the log end");
+                let incoming: u64 = batches.iter().map(|(_, r)| r.len() as u64).sum();
+                if incoming > 0 {
+                    self.space.reserve(incoming).map_err(PartitionError::NoSpace)?;
+                }
+                for (h, range) in batches.iter().cloned() {
+                    let plan = self.state.borrow_mut().log.plan_append(
+                        range.len(),
+                        h.offset_count(),
+                        h.max_timestamp,
+                        now_ms,
+                    );
+                    assert_eq!(
+                        plan.base_offset, h.base_offset,
+                        "fetched batch does not continue the log"
+                    );
+                    if let Some(new_base) = plan.roll {
+                        self.roll(new_base).await?;
+                    }
+                    self.commit_append(&plan, &h, &records.slice(range), h.max_timestamp);
+                }
+                assert_eq!(
+                    self.log_end_offset(),
+                    self.replica.borrow().log_end_offset(),
+                    "replica core and log disagree after a follower append"
+                );
+            }
+            self.checkpoint_epochs()?;
+            self.log_end_offset()
+        };
+        self.wait_persisted(end).await?;
+        self.update_high_watermark();
+        Ok(end)
+    }
+
+    /// Applies every cut the replica core asks for. Caller holds the append lock.
+    async fn apply_cuts_locked(&self, now_ms: i64) -> Result<(), PartitionError> {
+        loop {
+            let cut = self.replica.borrow_mut().poll_truncate();
+            let Some(cut) = cut else { return Ok(()) };
+            // Write out everything first so files and bookkeeping agree.
+            let end = self.log_end_offset();
+            self.wait_persisted(end).await?;
+            let _flush = self.flush_lock.acquire_permit(1).await.map_err(io_err)?;
+            match cut {
+                LogCut::TruncateTo(offset) => self.truncate_locked(offset).await?,
+                LogCut::ResetTo(offset) => self.reset_locked(offset, now_ms).await?,
+            }
+            self.cache.borrow_mut().truncate_from(Offset(0).max(match cut {
+                LogCut::TruncateTo(o) => o,
+                LogCut::ResetTo(_) => Offset(0),
+            }));
+            tracing::info!(partition = %self.tp, ?cut, "replica log cut");
+        }
+    }
+
+    /// Cuts the log so it ends at `offset` (a batch boundary: logs are made
+    /// of the same batches on every replica).
+    async fn truncate_locked(&self, offset: Offset) -> Result<(), PartitionError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let located = self.state.borrow().log.locate(offset);
+        let cut = match located {
+            weir_node_core::log::Locate::Segment { base_offset, start_position, end_position }
+                if base_offset < offset =>
+            {
+                let file = self.state.borrow().files.get(&base_offset).cloned();
+                let file = file.ok_or_else(|| io_err("segment file missing"))?;
+                let position =
+                    find_batch_start(&file, start_position, end_position, offset).await?;
+                let position = position.ok_or_else(|| {
+                    self.fail(format!("truncation offset {offset} is not a batch boundary"))
+                })?;
+                let max_timestamp = self
+                    .state
+                    .borrow()
+                    .log
+                    .segment(base_offset)
+                    .map_or(weir_node_core::NO_TIMESTAMP, |s| s.max_timestamp);
+                weir_node_core::log::TruncateCut { position, max_timestamp }
+            }
+            _ => weir_node_core::log::TruncateCut {
+                position: Position(0),
+                max_timestamp: weir_node_core::NO_TIMESTAMP,
+            },
+        };
+        let removed = self
+            .state
+            .borrow_mut()
+            .log
+            .truncate_to(offset, cut)
+            .map_err(|e| self.fail(format!("truncating to {offset}: {e}")))?;
+        for b in &removed {
+            self.state.borrow_mut().files.remove(b);
+            for ext in ["log", "index", "timeindex", "snapshot"] {
+                let _ = std::fs::remove_file(segment_path(&self.dir, *b, ext));
+            }
+        }
+        // The segment the log now ends in becomes the active one again.
+        let (base, size) = {
+            let st = self.state.borrow();
+            let seg = st.log.active_segment();
+            (seg.base_offset, seg.size.0)
+        };
+        let path = segment_path(&self.dir, base, "log");
+        let writer = SegmentWriter::open(
+            &path,
+            size,
+            self.limits.write_chunk_bytes,
+            self.limits.segment_preallocate_bytes_min,
+            self.limits.segment_preallocate_bytes_max,
+        )
+        .await
+        .map_err(|e| self.fail(format!("reopening {}: {e}", path.display())))?;
+        writer.file().truncate(size).await.map_err(|e| self.fail(format!("truncate: {e}")))?;
+        writer.file().fdatasync().await.map_err(|e| self.fail(format!("fdatasync: {e}")))?;
+        for ext in ["index", "timeindex"] {
+            let _ = std::fs::remove_file(segment_path(&self.dir, base, ext));
+        }
+        let mut st = self.state.borrow_mut();
+        let mut writer = writer;
+        writer.set_preallocate_limit(st.settings.log.segment_bytes);
+        st.files.insert(base, writer.file().clone());
+        st.writer = writer;
+        st.written_offset = st.written_offset.min(offset);
+        Ok(())
+    }
+
+    /// Drops the whole log and restarts it empty at `offset`.
+    async fn reset_locked(&self, offset: Offset, now_ms: i64) -> Result<(), PartitionError> {
+        let path = segment_path(&self.dir, offset, "log");
+        let removed = self.state.borrow_mut().log.reset_to(offset, now_ms);
+        self.state.borrow_mut().files.clear();
+        for b in &removed {
+            for ext in ["log", "index", "timeindex", "snapshot"] {
+                let _ = std::fs::remove_file(segment_path(&self.dir, *b, ext));
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+        let mut writer = SegmentWriter::create(
+            &path,
+            self.limits.write_chunk_bytes,
+            self.limits.segment_preallocate_bytes_min,
+            self.limits.segment_preallocate_bytes_max,
+        )
+        .await
+        .map_err(|e| self.fail(format!("creating segment {}: {e}", path.display())))?;
+        write_atomic(&self.dir.join("log-start-offset"), format!("{}\n", offset.0).as_bytes())?;
+        self.cache.borrow_mut().clear();
+        let mut st = self.state.borrow_mut();
+        writer.set_preallocate_limit(st.settings.log.segment_bytes);
+        st.files.insert(offset, writer.file().clone());
+        st.writer = writer;
+        st.written_offset = offset;
+        st.producers = ProducerStateTable::new(self.limits.producers_per_partition_max);
+        Ok(())
+    }
+
+    /// Writes the leader-epoch checkpoint if the core's entries changed.
+    fn checkpoint_epochs(&self) -> Result<(), PartitionError> {
+        let entries = self.replica.borrow().epoch_cache().entries().to_vec();
+        if *self.epochs_written.borrow() == entries {
+            return Ok(());
+        }
+        let mut text = format!("0\n{}\n", entries.len());
+        for e in &entries {
+            text.push_str(&format!("{} {}\n", e.epoch.0, e.start_offset.0));
+        }
+        write_atomic(&self.dir.join("leader-epoch-checkpoint"), text.as_bytes())?;
+        *self.epochs_written.borrow_mut() = entries;
+        Ok(())
+    }
+
+    /// Writes the high-watermark checkpoint (periodically and at shutdown).
+    pub fn checkpoint_high_watermark(&self) -> Result<(), PartitionError> {
+        let hw = self.high_watermark();
+        let path = self.dir.join("high-watermark");
+        let current = std::fs::read_to_string(&path).ok();
+        if current.as_deref().map(str::trim) == Some(hw.0.to_string().as_str()) {
+            return Ok(());
+        }
+        write_atomic(&path, format!("{}\n", hw.0).as_bytes())
+    }
+
+    /// Reads batches for a follower's fetch: from the batch containing
+    /// `offset` up to `to` (the leader's log end, past the high watermark),
+    /// at most `max_bytes` (the first batch whole).
+    pub async fn read_for_follower(
+        &self,
+        offset: Offset,
+        to: Offset,
+        max_bytes: usize,
+    ) -> Result<Bytes, PartitionError> {
+        let written = self.state.borrow().written_offset;
+        self.read_bounded(offset, max_bytes, to, written).await.map(|r| r.records)
+    }
+
     /// Writes everything, cuts the active segment to size and syncs: the
     /// clean-shutdown path.
     pub async fn close(&self) -> Result<(), PartitionError> {
@@ -1037,6 +1473,62 @@ async fn read_batches(
             }
         }
     }
+}
+
+/// The position of the batch whose base offset is `offset`, walking batch
+/// headers from `start` (at or before it); `None` if `offset` falls inside
+/// a batch or past the segment's end.
+async fn find_batch_start(
+    file: &DmaFile,
+    start: Position,
+    seg_end: Position,
+    offset: Offset,
+) -> Result<Option<Position>, PartitionError> {
+    let mut pos = start.0;
+    while pos < seg_end.0 {
+        let want = ((1u64 << 20).min(seg_end.0 - pos)) as usize;
+        let data = file.read_at(pos, want).await.map_err(io_err)?;
+        let mut advanced = 0usize;
+        for item in BatchIter::headers_only(&data) {
+            let Ok((h, range)) = item else { break };
+            if h.base_offset == offset {
+                return Ok(Some(Position(pos + range.start as u64)));
+            }
+            if h.base_offset > offset || h.last_offset() >= offset {
+                return Ok(None);
+            }
+            advanced = range.end;
+        }
+        if advanced == 0 {
+            return Ok(None);
+        }
+        pos += advanced as u64;
+    }
+    Ok(None)
+}
+
+/// Reads `leader-epoch-checkpoint` (missing: empty cache).
+fn read_epoch_checkpoint(dir: &Path) -> Result<LeaderEpochCache, String> {
+    let Ok(text) = std::fs::read_to_string(dir.join("leader-epoch-checkpoint")) else {
+        return Ok(LeaderEpochCache::new());
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some("0") {
+        return Err("unknown checkpoint version".into());
+    }
+    let count: usize = lines.next().and_then(|l| l.parse().ok()).ok_or("bad entry count")?;
+    let mut entries = Vec::with_capacity(count);
+    for line in lines.take(count) {
+        let (e, o) = line.split_once(' ').ok_or("bad entry")?;
+        entries.push(EpochEntry {
+            epoch: LeaderEpoch(e.parse().map_err(|_| "bad epoch")?),
+            start_offset: Offset(o.parse().map_err(|_| "bad offset")?),
+        });
+    }
+    if entries.len() != count {
+        return Err("truncated checkpoint".into());
+    }
+    LeaderEpochCache::from_entries(entries).map_err(|_| "entries out of order".to_string())
 }
 
 /// Loads a sealed segment's indexes; `None` if missing or invalid (the

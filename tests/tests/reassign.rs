@@ -1,0 +1,306 @@
+//! Partition reassignment on a real cluster (`weir dev --nodes 3
+//! --controllers 3`, each node and controller member its own process),
+//! driven by the `weir reassign` CLI:
+//!
+//! 1. a topic with replication factor 1 and some records is moved to three
+//!    replicas (`--execute`, then `--verify` until complete); `weir topics
+//!    describe` shows 3 replicas, all in sync;
+//! 2. the original node is killed (SIGKILL): every record is still read
+//!    back, from the new leader;
+//! 3. the original node is restarted and catches up; then a move off it
+//!    ({original, a, b} → {a, b}) completes and its partition folder is gone;
+//! 4. a move off the leader onto the original node ({a, b} → {b, original}):
+//!    the original node starts empty and catches up, leadership moves to b,
+//!    every record is still there and a's folder is gone.
+//!
+//! Along the way: `--list` and `--cancel` with nothing in progress, a plan
+//! naming an unknown node is refused, and both APIs answer in schema at every
+//! version the node advertises (decoded strictly, as in version_sweep.rs).
+
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
+use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use weir_tests::cluster::{DevCluster, leaders, pid_of};
+use weir_tests::{raw, workspace_bin};
+
+const TOPIC: &str = "moving";
+const RECORDS: usize = 500;
+
+/// Runs the `weir` CLI against `bootstrap`, with `stdin` as its input.
+fn weir_at(bootstrap: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(workspace_bin("weir"))
+        .args(["--bootstrap-server", bootstrap])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run weir");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Writes a reassignment plan for partition 0 of the topic.
+fn plan(dir: &Path, name: &str, replicas: &[i32]) -> PathBuf {
+    let path = dir.join(name);
+    let doc = serde_json::json!({
+        "version": 1,
+        "partitions": [{"topic": TOPIC, "partition": 0, "replicas": replicas}],
+    });
+    std::fs::write(&path, doc.to_string()).unwrap();
+    path
+}
+
+/// Partition 0's (leader, replicas, isr) as `weir topics describe` prints them.
+fn describe(dev: &DevCluster) -> (String, Vec<i32>, Vec<i32>) {
+    let out = dev.weir(&["topics", "describe", "--topic", TOPIC]);
+    let line = out.lines().find(|l| l.contains("Partition: 0\t")).expect("partition 0 described");
+    let field = |name: &str| {
+        line.split('\t')
+            .find_map(|f| f.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+            .to_string()
+    };
+    let ids = |s: String| -> Vec<i32> { s.split(',').map(|n| n.trim().parse().unwrap()).collect() };
+    (field("Leader"), ids(field("Replicas")), ids(field("Isr")))
+}
+
+/// `weir reassign --verify` until every partition of `plan` is complete.
+fn verify_until_complete(dev: &DevCluster, plan: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = dev.weir(&["--output", "json", "reassign", "--verify", plan.to_str().unwrap()]);
+        let rows: serde_json::Value = serde_json::from_str(&out).expect("--verify prints JSON");
+        let rows = rows.as_array().expect("a row per partition");
+        if rows.iter().all(|r| r["status"] == "complete") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "reassignment did not complete: {out}\n{}", dev.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every record, read from the beginning by `weir consume`, in order.
+fn read_all(bootstrap: &str) {
+    let args = [
+        "consume",
+        "--topic",
+        TOPIC,
+        "--from-beginning",
+        "--max-messages",
+        &RECORDS.to_string(),
+        "--timeout-ms",
+        "20000",
+    ];
+    let out = ok(weir_at(bootstrap, &args, ""), "weir consume");
+    let got: Vec<&str> = out.lines().collect();
+    let want: Vec<String> = (0..RECORDS).map(|i| format!("record-{i}")).collect();
+    assert_eq!(got, want, "every record, in order");
+}
+
+fn topic(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// AlterPartitionReassignments and ListPartitionReassignments at every
+/// version the node advertises: Kafka's response layout, an error per
+/// partition (unknown topic, nothing to cancel, a bad target), nothing listed.
+fn protocol_checks(dev: &DevCluster, original: i32) {
+    let mut c = raw::Client::connect(dev.bootstrap.split(',').next().unwrap());
+    let req = RequestKind::ApiVersions(ApiVersionsRequest::default());
+    let ResponseKind::ApiVersions(av) = c.call(ApiKey::ApiVersions, 0, req) else { panic!() };
+    let versions = |key: ApiKey| {
+        let k = av.api_keys.iter().find(|k| k.api_key == key as i16).expect("advertised");
+        k.min_version..=k.max_version
+    };
+    let partition = |replicas: Option<Vec<i32>>| {
+        ReassignablePartition::default()
+            .with_partition_index(0)
+            .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect()))
+    };
+    for v in versions(ApiKey::AlterPartitionReassignments) {
+        let mut req = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+            ReassignableTopic::default()
+                .with_name(topic("no-such-topic"))
+                .with_partitions(vec![partition(Some(vec![1]))]),
+            ReassignableTopic::default()
+                .with_name(topic(TOPIC))
+                .with_partitions(vec![partition(None), partition(Some(vec![original, 9]))]),
+        ]);
+        // v1 (KIP-860) may forbid changing the replication factor.
+        req.allow_replication_factor_change = v == 0;
+        let req = RequestKind::AlterPartitionReassignments(req);
+        let ResponseKind::AlterPartitionReassignments(r) =
+            c.call(ApiKey::AlterPartitionReassignments, v, req)
+        else {
+            panic!()
+        };
+        assert_eq!(r.error_code, 0, "v{v}: {r:?}");
+        let codes: Vec<Vec<i16>> = r
+            .responses
+            .iter()
+            .map(|t| t.partitions.iter().map(|p| p.error_code).collect())
+            .collect();
+        // UNKNOWN_TOPIC_OR_PARTITION; NO_REASSIGNMENT_IN_PROGRESS, then
+        // INVALID_REPLICA_ASSIGNMENT (node 9) or INVALID_REPLICATION_FACTOR.
+        let bad_target = if v == 0 { 39 } else { 38 };
+        assert_eq!(codes, vec![vec![3], vec![85, bad_target]], "v{v}: {r:?}");
+        assert_eq!(r.responses[0].name, topic("no-such-topic"));
+    }
+    for v in versions(ApiKey::ListPartitionReassignments) {
+        for topics in [
+            None,
+            Some(vec![
+                ListPartitionReassignmentsTopics::default()
+                    .with_name(topic("no-such-topic"))
+                    .with_partition_indexes(vec![0]),
+            ]),
+        ] {
+            let req = RequestKind::ListPartitionReassignments(
+                ListPartitionReassignmentsRequest::default().with_topics(topics),
+            );
+            let ResponseKind::ListPartitionReassignments(r) =
+                c.call(ApiKey::ListPartitionReassignments, v, req)
+            else {
+                panic!()
+            };
+            assert_eq!((r.error_code, r.topics.len()), (0, 0), "v{v}: {r:?}");
+        }
+    }
+}
+
+fn wait_for(what: &str, dev: &DevCluster, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}\n{}", dev.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn reassignment_grows_the_replication_factor_and_moves_replicas() {
+    let dev = DevCluster::start(3, 3);
+    let files = tempfile::tempdir().unwrap();
+    dev.weir(&[
+        "topics",
+        "create",
+        "--topic",
+        TOPIC,
+        "--partitions",
+        "1",
+        "--replication-factor",
+        "1",
+    ]);
+    let (_, replicas, _) = describe(&dev);
+    let &[original] = replicas.as_slice() else { panic!("one replica: {replicas:?}") };
+    let others: Vec<i32> = (1..=3).filter(|n| *n != original).collect();
+    let input: String = (0..RECORDS).map(|i| format!("record-{i}\n")).collect();
+    ok(weir_at(&dev.bootstrap, &["produce", "--topic", TOPIC], &input), "weir produce");
+    eprintln!("topic {TOPIC} on node {original}, {RECORDS} records");
+
+    protocol_checks(&dev, original);
+
+    // Nothing in progress yet.
+    let listed = dev.weir(&["reassign", "--list"]);
+    assert!(listed.contains("No partition reassignments in progress."), "{listed}");
+    let cancel_nothing = plan(files.path(), "nothing.json", &[original]);
+    let out =
+        weir_at(&dev.bootstrap, &["reassign", "--cancel", cancel_nothing.to_str().unwrap()], "");
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("NO_REASSIGNMENT_IN_PROGRESS"), "{stdout}");
+    // A node that is not in the cluster.
+    let bad = plan(files.path(), "bad.json", &[original, 9]);
+    let out = weir_at(&dev.bootstrap, &["reassign", "--execute", bad.to_str().unwrap()], "");
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("INVALID_REPLICA_ASSIGNMENT"), "{stdout}");
+
+    // 1. Replication factor 1 → 3; the original node stays the preferred leader.
+    let grow: Vec<i32> = std::iter::once(original).chain(others.iter().copied()).collect();
+    let grow_plan = plan(files.path(), "grow.json", &grow);
+    let started = Instant::now();
+    let out = dev.weir(&["reassign", "--execute", grow_plan.to_str().unwrap()]);
+    assert!(out.contains("started"), "{out}");
+    // What to roll back to comes first.
+    let rollback = format!("\"replicas\":[{original}]");
+    assert!(
+        out.contains("Current partition replica assignment") && out.contains(&rollback),
+        "{out}"
+    );
+    verify_until_complete(&dev, &grow_plan);
+    eprintln!("{grow:?}: complete after {:?}", started.elapsed());
+    let (leader, replicas, mut isr) = describe(&dev);
+    assert_eq!((leader, replicas), (original.to_string(), grow.clone()));
+    isr.sort_unstable();
+    assert_eq!(isr, vec![1, 2, 3], "every replica in sync");
+    let listed = dev.weir(&["reassign", "--list"]);
+    assert!(listed.contains("No partition reassignments in progress."), "{listed}");
+
+    // 2. The original node dies: a new replica leads and has every record.
+    let pid = pid_of(&dev.node_config(original as u16)).expect("the original node's process");
+    // SAFETY: signalling a process this test's weir dev started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let alive = format!("127.0.0.1:{}", dev.port + others[0] as u16 - 1);
+    wait_for("no new leader after the original node died", &dev, || {
+        leaders(&alive, TOPIC).get(&0).is_some_and(|&l| l >= 0 && l != original)
+    });
+    let new_leader = leaders(&alive, TOPIC)[&0];
+    assert!(others.contains(&new_leader));
+    read_all(&dev.bootstrap);
+    eprintln!("node {original} killed: node {new_leader} leads and serves all {RECORDS} records");
+
+    // 3. The original node comes back and catches up; then it is moved off.
+    let mut restarted = dev.start_node(original as u16);
+    wait_for("the restarted node did not rejoin the ISR", &dev, || describe(&dev).2.len() == 3);
+    let folder = |n: i32| dev.data().join(format!("node-{n}/data/{TOPIC}-0"));
+    assert!(folder(original).is_dir(), "{}", folder(original).display());
+    let shrink_plan = plan(files.path(), "shrink.json", &others);
+    let out = dev.weir(&["reassign", "--execute", shrink_plan.to_str().unwrap()]);
+    assert!(out.contains("started"), "{out}");
+    verify_until_complete(&dev, &shrink_plan);
+    let (_, replicas, mut isr) = describe(&dev);
+    assert_eq!(replicas, others);
+    isr.sort_unstable();
+    assert_eq!(isr, others);
+    wait_for("the removed replica's folder is still there", &dev, || !folder(original).exists());
+    for n in &others {
+        assert!(folder(*n).is_dir(), "{}", folder(*n).display());
+    }
+    read_all(&dev.bootstrap);
+    eprintln!("moved to {others:?}: node {original}'s folder removed");
+
+    // 4. Off the leader, back onto the original node (which starts empty).
+    let (leader, _, _) = describe(&dev);
+    let leader: i32 = leader.parse().unwrap();
+    let other = others.iter().copied().find(|n| *n != leader).unwrap();
+    let target = [other, original];
+    let move_plan = plan(files.path(), "move.json", &target);
+    dev.weir(&["reassign", "--execute", move_plan.to_str().unwrap()]);
+    verify_until_complete(&dev, &move_plan);
+    let (new_leader, replicas, mut isr) = describe(&dev);
+    assert_eq!((new_leader, replicas), (other.to_string(), target.to_vec()));
+    isr.sort_unstable();
+    let mut in_sync = target.to_vec();
+    in_sync.sort_unstable();
+    assert_eq!(isr, in_sync);
+    wait_for("the old leader's folder is still there", &dev, || !folder(leader).exists());
+    assert!(folder(original).is_dir());
+    read_all(&dev.bootstrap);
+    eprintln!("moved to {target:?}: node {other} leads, node {leader}'s folder removed");
+
+    assert!(restarted.stop(), "the restarted node stops cleanly");
+    drop(dev);
+}
