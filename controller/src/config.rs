@@ -13,10 +13,23 @@
 //!
 //! Overrides are stored in canonical form (numbers without padding, lists
 //! trimmed), so equal configs compare equal in the metadata image.
+//!
+//! Node ("broker") configs are a second, much smaller table,
+//! [`NODE_CONFIGS`]: the dynamic configs a node acts on, set per node or as
+//! the cluster default with AlterConfigs / IncrementalAlterConfigs on a
+//! BROKER resource and kept in [`crate::MetadataImage::node_configs`]. Today
+//! these are the replication throttle rates; together with the topic keys
+//! `leader.replication.throttled.replicas` and
+//! `follower.replication.throttled.replicas` ([`ThrottledReplicas`]) they are
+//! Kafka's replication throttle, as `kafka-reassign-partitions --throttle`
+//! sets it. A node's static settings (its config file) are not here.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use weir_proto::ids::NodeId;
 
 use crate::error::ControllerError;
 
@@ -54,22 +67,29 @@ impl ConfigType {
 /// Where a described value comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigSource {
-    /// The static default in [`TOPIC_CONFIGS`].
+    /// The static default in [`TOPIC_CONFIGS`] or [`NODE_CONFIGS`].
     Default,
     /// A node-level default from [`ConfigDefaults`].
     NodeDefault,
     /// The topic's own override.
     TopicOverride,
+    /// A dynamic node config set for this node.
+    DynamicNode,
+    /// A dynamic node config set as the cluster default.
+    DynamicDefaultNode,
 }
 
 impl ConfigSource {
     /// The `config_source` code in DescribeConfigs v1+ responses
-    /// (DEFAULT_CONFIG, STATIC_BROKER_CONFIG, DYNAMIC_TOPIC_CONFIG).
+    /// (DEFAULT_CONFIG, STATIC_BROKER_CONFIG, DYNAMIC_TOPIC_CONFIG,
+    /// DYNAMIC_BROKER_CONFIG, DYNAMIC_DEFAULT_BROKER_CONFIG).
     pub fn kafka_code(self) -> i8 {
         match self {
             ConfigSource::Default => 5,
             ConfigSource::NodeDefault => 4,
             ConfigSource::TopicOverride => 1,
+            ConfigSource::DynamicNode => 2,
+            ConfigSource::DynamicDefaultNode => 3,
         }
     }
 }
@@ -83,11 +103,14 @@ enum Rule {
     OneOf(&'static [&'static str]),
     /// `cleanup.policy`: a list of `delete` / `compact`; only `delete` works.
     CleanupPolicy,
+    /// `*.replication.throttled.replicas`: empty, `*`, or `partition:node`
+    /// items ([`ThrottledReplicas`]).
+    ThrottledReplicas,
     /// Read-only: only the default value is accepted.
     Fixed,
 }
 
-/// One topic config key.
+/// One topic (or node) config key.
 #[derive(Debug)]
 pub struct ConfigDef {
     pub name: &'static str,
@@ -180,9 +203,9 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         "follower.replication.throttled.replicas",
         List,
         "",
-        Rule::Fixed,
+        Rule::ThrottledReplicas,
         None,
-        "Replicas whose follower fetches are throttled. Not supported yet."
+        "Replicas whose fetches from the leader are throttled by follower.replication.throttled.rate on the follower: \"partition:node\" items, or \"*\" for every replica of the topic. Set by reassignment tools during a move."
     ),
     def!(
         "index.interval.bytes",
@@ -196,9 +219,9 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         "leader.replication.throttled.replicas",
         List,
         "",
-        Rule::Fixed,
+        Rule::ThrottledReplicas,
         None,
-        "Replicas whose leader side is throttled during reassignment. Not supported yet."
+        "Replicas whose answers to follower fetches are throttled by leader.replication.throttled.rate on the leader: \"partition:node\" items, or \"*\" for every replica of the topic. Set by reassignment tools during a move."
     ),
     def!(
         "local.retention.bytes",
@@ -410,7 +433,11 @@ fn canonical_by_type(def: &ConfigDef, value: &str) -> Result<String, ControllerE
 
 /// Checks `value` for `name` and returns the canonical form to store.
 pub fn validate_value(name: &str, value: &str) -> Result<String, ControllerError> {
-    let def = lookup_or_err(name)?;
+    check_value(lookup_or_err(name)?, value)
+}
+
+/// Checks `value` by `def`'s type and rule; returns its canonical form.
+fn check_value(def: &ConfigDef, value: &str) -> Result<String, ControllerError> {
     let canonical = canonical_by_type(def, value)?;
     match def.rule {
         Rule::Range { min, max } => {
@@ -449,6 +476,11 @@ pub fn validate_value(name: &str, value: &str) -> Result<String, ControllerError
                 return Err(invalid(def, value, "Weir requires cleanup.policy=delete"));
             }
             return Ok("delete".into());
+        }
+        Rule::ThrottledReplicas => {
+            let parsed: ThrottledReplicas =
+                canonical.parse().map_err(|why: String| invalid(def, value, why))?;
+            return Ok(parsed.to_string());
         }
         Rule::Fixed => {
             if canonical != def.default {
@@ -538,6 +570,91 @@ pub enum CleanupPolicy {
     Delete,
 }
 
+/// `leader.replication.throttled.replicas` /
+/// `follower.replication.throttled.replicas`: the replicas of a topic whose
+/// replication traffic the node-level rates
+/// (`*.replication.throttled.rate`, [`ReplicationThrottle`]) apply to.
+///
+/// Its text form is Kafka's: empty (none), `*` (every replica), or
+/// `partition:node` items separated by commas. An item names the node on
+/// which the throttle applies: for the leader list, the node acting as
+/// leader of that partition; for the follower list, the node fetching as
+/// follower. [`fmt::Display`] gives the canonical form stored in overrides
+/// (numbers without padding, duplicates dropped, order kept).
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ThrottledReplicas {
+    #[default]
+    None,
+    All,
+    /// `(partition, node)` pairs; never empty.
+    List(Vec<(i32, NodeId)>),
+}
+
+impl ThrottledReplicas {
+    /// Whether replication of `partition` on `node` is throttled.
+    pub fn contains(&self, partition: i32, node: NodeId) -> bool {
+        match self {
+            ThrottledReplicas::None => false,
+            ThrottledReplicas::All => true,
+            ThrottledReplicas::List(items) => items.contains(&(partition, node)),
+        }
+    }
+}
+
+impl FromStr for ThrottledReplicas {
+    /// Why the text is not a throttled-replicas list.
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        let items = list_items(value);
+        if items.is_empty() {
+            return Ok(ThrottledReplicas::None);
+        }
+        if items == ["*"] {
+            return Ok(ThrottledReplicas::All);
+        }
+        let bad = || {
+            "Value must be the literal '*' or a list of replicas in the following format: \
+             [partitionId]:[brokerId],[partitionId]:[brokerId],..."
+                .to_string()
+        };
+        // Digits only, as Kafka's validator (no signs, no spaces inside an item).
+        let number = |s: &str| -> Result<i32, String> {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            s.parse().map_err(|_| bad())
+        };
+        let mut out: Vec<(i32, NodeId)> = Vec::with_capacity(items.len());
+        for item in items {
+            let (p, n) = item.split_once(':').ok_or_else(bad)?;
+            let pair = (number(p)?, NodeId(number(n)?));
+            if !out.contains(&pair) {
+                out.push(pair);
+            }
+        }
+        Ok(ThrottledReplicas::List(out))
+    }
+}
+
+impl fmt::Display for ThrottledReplicas {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThrottledReplicas::None => Ok(()),
+            ThrottledReplicas::All => f.write_str("*"),
+            ThrottledReplicas::List(items) => {
+                for (i, (p, n)) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{p}:{n}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// A topic's effective configuration, typed: what the node's log acts on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicConfig {
@@ -555,6 +672,12 @@ pub struct TopicConfig {
     /// controller may make any live replica the leader (and the whole ISR).
     #[serde(default)]
     pub unclean_leader_election_enable: bool,
+    /// Replicas throttled on the leader side during a move.
+    #[serde(default)]
+    pub leader_replication_throttled_replicas: ThrottledReplicas,
+    /// Replicas throttled on the follower side during a move.
+    #[serde(default)]
+    pub follower_replication_throttled_replicas: ThrottledReplicas,
 }
 
 impl TopicConfig {
@@ -588,6 +711,14 @@ impl TopicConfig {
                 CleanupPolicy::Delete
             },
             unclean_leader_election_enable: get("unclean.leader.election.enable")? == "true",
+            leader_replication_throttled_replicas: get("leader.replication.throttled.replicas")?
+                .parse()
+                .expect("validated lists parse"),
+            follower_replication_throttled_replicas: get(
+                "follower.replication.throttled.replicas",
+            )?
+            .parse()
+            .expect("validated lists parse"),
         })
     }
 
@@ -611,7 +742,7 @@ pub struct ConfigSynonym {
     pub source: ConfigSource,
 }
 
-/// One row of a DescribeConfigs answer for a topic.
+/// One row of a DescribeConfigs answer for a topic or a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigEntry {
     pub name: String,
@@ -739,15 +870,7 @@ pub fn apply_ops(
     ops: &[ConfigOp],
     replace_all: bool,
 ) -> Result<BTreeMap<String, String>, ControllerError> {
-    let mut seen = std::collections::BTreeSet::new();
-    for op in ops {
-        if !seen.insert(op.key.as_str()) {
-            return Err(ControllerError::InvalidRequest(format!(
-                "Error due to duplicate config keys: {}",
-                op.key
-            )));
-        }
-    }
+    check_duplicate_keys(ops)?;
     let mut out = if replace_all { BTreeMap::new() } else { current.clone() };
     for op in ops {
         let def = lookup_or_err(&op.key)?;
@@ -806,6 +929,183 @@ pub fn apply_ops(
     }
     TopicConfig::resolve(defaults, &out)?;
     Ok(out)
+}
+
+fn check_duplicate_keys(ops: &[ConfigOp]) -> Result<(), ControllerError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for op in ops {
+        if !seen.insert(op.key.as_str()) {
+            return Err(ControllerError::InvalidRequest(format!(
+                "Error due to duplicate config keys: {}",
+                op.key
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `leader.replication.throttled.rate`: node config, bytes/s.
+pub const LEADER_THROTTLED_RATE: &str = "leader.replication.throttled.rate";
+/// `follower.replication.throttled.rate`: node config, bytes/s.
+pub const FOLLOWER_THROTTLED_RATE: &str = "follower.replication.throttled.rate";
+/// `leader.replication.throttled.replicas`: topic config.
+pub const LEADER_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
+/// `follower.replication.throttled.replicas`: topic config.
+pub const FOLLOWER_THROTTLED_REPLICAS: &str = "follower.replication.throttled.replicas";
+
+/// The dynamic node ("broker") configs Weir acts on, sorted by name: set
+/// for one node or as the cluster default, never read-only. A node's value
+/// wins over the cluster default, which wins over the static default
+/// (Kafka's `Long.MAX_VALUE`: unlimited).
+pub static NODE_CONFIGS: &[ConfigDef] = &[
+    def!(
+        "follower.replication.throttled.rate",
+        Long,
+        LONG_MAX,
+        Rule::Range { min: 0, max: i64::MAX },
+        None,
+        "Bytes per second a node fetches as follower for the replicas in follower.replication.throttled.replicas, all together. Unset: unlimited."
+    ),
+    def!(
+        "leader.replication.throttled.rate",
+        Long,
+        LONG_MAX,
+        Rule::Range { min: 0, max: i64::MAX },
+        None,
+        "Bytes per second a node sends as leader to followers of the replicas in leader.replication.throttled.replicas, all together. Unset: unlimited."
+    ),
+];
+
+/// The key of a node's dynamic configs in
+/// [`crate::MetadataImage::node_configs`]: its id in decimal, or `""` for
+/// the cluster default (as Kafka names the BROKER resource).
+pub fn node_config_key(node: Option<NodeId>) -> String {
+    node.map(|n| n.to_string()).unwrap_or_default()
+}
+
+fn lookup_node_or_err(name: &str) -> Result<&'static ConfigDef, ControllerError> {
+    NODE_CONFIGS.iter().find(|d| d.name == name).ok_or_else(|| {
+        let keys: Vec<&str> = NODE_CONFIGS.iter().map(|d| d.name).collect();
+        ControllerError::InvalidConfig(format!(
+            "Node config {name} cannot be set dynamically in Weir; the settable node configs are: {}",
+            keys.join(", ")
+        ))
+    })
+}
+
+/// Checks a node config `value` for `name`; returns its canonical form.
+pub fn validate_node_value(name: &str, value: &str) -> Result<String, ControllerError> {
+    check_value(lookup_node_or_err(name)?, value)
+}
+
+/// Applies `ops` to one node's (or the cluster default's) dynamic configs
+/// `current` and returns the new ones. `replace_all`: legacy AlterConfigs,
+/// the `Set` ops become the whole set.
+pub fn apply_node_ops(
+    current: &BTreeMap<String, String>,
+    ops: &[ConfigOp],
+    replace_all: bool,
+) -> Result<BTreeMap<String, String>, ControllerError> {
+    check_duplicate_keys(ops)?;
+    let mut out = if replace_all { BTreeMap::new() } else { current.clone() };
+    for op in ops {
+        let def = lookup_node_or_err(&op.key)?;
+        match op.op {
+            ConfigOpType::Delete if replace_all => {
+                return Err(ControllerError::InvalidRequest(
+                    "AlterConfigs only sets values".into(),
+                ));
+            }
+            ConfigOpType::Delete => {
+                out.remove(def.name);
+            }
+            ConfigOpType::Set => {
+                let value = op.value.as_deref().ok_or_else(|| {
+                    ControllerError::InvalidConfig(format!(
+                        "Null value not supported for node config: {}",
+                        op.key
+                    ))
+                })?;
+                out.insert(def.name.to_string(), check_value(def, value)?);
+            }
+            ConfigOpType::Append | ConfigOpType::Subtract => {
+                return Err(ControllerError::InvalidRequest(format!(
+                    "Config value append/subtract is not allowed for config key: {}",
+                    op.key
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A node's replication throttle: bytes per second over all its throttled
+/// replicas, as leader and as follower; `None` is unlimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ReplicationThrottle {
+    pub leader_bytes_per_sec: Option<u64>,
+    pub follower_bytes_per_sec: Option<u64>,
+}
+
+impl ReplicationThrottle {
+    /// From a node's own dynamic configs over the cluster default's.
+    pub fn resolve(
+        own: Option<&BTreeMap<String, String>>,
+        default: Option<&BTreeMap<String, String>>,
+    ) -> ReplicationThrottle {
+        let rate = |key: &str| {
+            let v = own.and_then(|c| c.get(key)).or_else(|| default.and_then(|c| c.get(key)))?;
+            Some(v.parse::<u64>().expect("stored node configs were validated when recorded"))
+        };
+        ReplicationThrottle {
+            leader_bytes_per_sec: rate(LEADER_THROTTLED_RATE),
+            follower_bytes_per_sec: rate(FOLLOWER_THROTTLED_RATE),
+        }
+    }
+}
+
+/// DescribeConfigs rows for the dynamic node configs that are set: for a
+/// node (`own` its values) or for the cluster default (`own` is `None`).
+/// Keys set nowhere are left out; the node adds its static settings.
+pub fn describe_node(
+    own: Option<&BTreeMap<String, String>>,
+    default: Option<&BTreeMap<String, String>>,
+) -> Vec<ConfigEntry> {
+    let mut out = Vec::new();
+    for def in NODE_CONFIGS {
+        let mut synonyms = Vec::new();
+        if let Some(v) = own.and_then(|c| c.get(def.name)) {
+            synonyms.push(ConfigSynonym {
+                name: def.name.into(),
+                value: v.clone(),
+                source: ConfigSource::DynamicNode,
+            });
+        }
+        if let Some(v) = default.and_then(|c| c.get(def.name)) {
+            synonyms.push(ConfigSynonym {
+                name: def.name.into(),
+                value: v.clone(),
+                source: ConfigSource::DynamicDefaultNode,
+            });
+        }
+        let Some(first) = synonyms.first().cloned() else { continue };
+        synonyms.push(ConfigSynonym {
+            name: def.name.into(),
+            value: def.default.into(),
+            source: ConfigSource::Default,
+        });
+        out.push(ConfigEntry {
+            name: def.name.into(),
+            value: Some(first.value),
+            source: first.source,
+            read_only: false,
+            sensitive: false,
+            doc: def.doc.into(),
+            config_type: def.config_type,
+            synonyms,
+        });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -932,5 +1232,166 @@ mod tests {
             apply_ops(&d, &cur, &[ConfigOp::delete("nope")], false).unwrap_err().kafka_code(),
             40
         );
+    }
+
+    #[test]
+    fn throttled_replicas_lists() {
+        let key = LEADER_THROTTLED_REPLICAS;
+        assert!(!lookup(key).unwrap().read_only);
+        assert!(!lookup(FOLLOWER_THROTTLED_REPLICAS).unwrap().read_only);
+        assert_eq!(validate_value(key, "").unwrap(), "");
+        assert_eq!(validate_value(key, " * ").unwrap(), "*");
+        assert_eq!(validate_value(key, " 0:1 , 00:2,0:1,12:3").unwrap(), "0:1,0:2,12:3");
+        for bad in
+            ["*,0:1", "a:1", "0:-1", "-1:0", "0", "0:1:2", ":1", "0:", "0 :1", "9999999999:1"]
+        {
+            let e = validate_value(key, bad).unwrap_err();
+            assert_eq!(e.kafka_code(), 40, "{bad:?}");
+            assert!(e.message().contains("[partitionId]:[brokerId]"), "{bad:?}: {e}");
+        }
+        let parsed: ThrottledReplicas = "0:1,2:3".parse().unwrap();
+        assert_eq!(parsed, ThrottledReplicas::List(vec![(0, NodeId(1)), (2, NodeId(3))]));
+        assert!(parsed.contains(0, NodeId(1)) && parsed.contains(2, NodeId(3)));
+        assert!(!parsed.contains(0, NodeId(3)) && !parsed.contains(1, NodeId(1)));
+        assert!(ThrottledReplicas::All.contains(7, NodeId(9)));
+        assert!(!ThrottledReplicas::None.contains(0, NodeId(0)));
+        assert_eq!(ThrottledReplicas::None.to_string(), "");
+
+        // Resolved into the typed config, default none.
+        let d = ConfigDefaults::default();
+        let c = TopicConfig::resolve(&d, &BTreeMap::new()).unwrap();
+        assert_eq!(c.leader_replication_throttled_replicas, ThrottledReplicas::None);
+        assert_eq!(c.follower_replication_throttled_replicas, ThrottledReplicas::None);
+        let out = apply_ops(
+            &d,
+            &BTreeMap::new(),
+            &[ConfigOp::set(key, "0:1,0:2"), ConfigOp::set(FOLLOWER_THROTTLED_REPLICAS, "*")],
+            false,
+        )
+        .unwrap();
+        let c = TopicConfig::resolve(&d, &out).unwrap();
+        assert_eq!(c.leader_replication_throttled_replicas.to_string(), "0:1,0:2");
+        assert_eq!(c.follower_replication_throttled_replicas, ThrottledReplicas::All);
+        // Lists take append / subtract; a bad item is refused.
+        let op = |op, v: &str| ConfigOp { key: key.into(), op, value: Some(v.into()) };
+        let out = apply_ops(&d, &out, &[op(ConfigOpType::Append, "1:3,0:1")], false).unwrap();
+        assert_eq!(out[key], "0:1,0:2,1:3");
+        let out = apply_ops(&d, &out, &[op(ConfigOpType::Subtract, "0:2")], false).unwrap();
+        assert_eq!(out[key], "0:1,1:3");
+        assert_eq!(
+            apply_ops(&d, &out, &[op(ConfigOpType::Append, "x")], false).unwrap_err().kafka_code(),
+            40
+        );
+        // Described as ordinary, settable topic configs.
+        let entries = describe(&d, &out);
+        let e = entries.iter().find(|e| e.name == key).unwrap();
+        assert_eq!(
+            (e.value.as_deref(), e.source, e.read_only),
+            (Some("0:1,1:3"), ConfigSource::TopicOverride, false)
+        );
+    }
+
+    #[test]
+    fn node_config_ops_and_validation() {
+        let none = BTreeMap::new();
+        let out = apply_node_ops(
+            &none,
+            &[
+                ConfigOp::set(LEADER_THROTTLED_RATE, " 1000 "),
+                ConfigOp::set(FOLLOWER_THROTTLED_RATE, "0"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(out, map(&[(FOLLOWER_THROTTLED_RATE, "0"), (LEADER_THROTTLED_RATE, "1000")]));
+        let out2 =
+            apply_node_ops(&out, &[ConfigOp::delete(FOLLOWER_THROTTLED_RATE)], false).unwrap();
+        assert_eq!(out2, map(&[(LEADER_THROTTLED_RATE, "1000")]));
+        // Deleting what is not set is no change.
+        assert_eq!(
+            apply_node_ops(&out2, &[ConfigOp::delete(FOLLOWER_THROTTLED_RATE)], false).unwrap(),
+            out2
+        );
+        // Legacy AlterConfigs replaces the set.
+        let out3 =
+            apply_node_ops(&out, &[ConfigOp::set(FOLLOWER_THROTTLED_RATE, "5")], true).unwrap();
+        assert_eq!(out3, map(&[(FOLLOWER_THROTTLED_RATE, "5")]));
+        assert_eq!(
+            apply_node_ops(&out, &[ConfigOp::delete(LEADER_THROTTLED_RATE)], true)
+                .unwrap_err()
+                .kafka_code(),
+            42
+        );
+
+        let err = |ops: &[ConfigOp]| apply_node_ops(&none, ops, false).unwrap_err();
+        let e = err(&[ConfigOp::set("log.retention.ms", "1")]);
+        assert_eq!(e.kafka_code(), 40);
+        assert!(
+            e.message().contains("log.retention.ms")
+                && e.message().contains(LEADER_THROTTLED_RATE)
+                && e.message().contains(FOLLOWER_THROTTLED_RATE),
+            "{e}"
+        );
+        // A topic key is not a node key.
+        assert_eq!(err(&[ConfigOp::set("retention.ms", "1")]).kafka_code(), 40);
+        assert_eq!(err(&[ConfigOp::set(LEADER_THROTTLED_RATE, "-1")]).kafka_code(), 40);
+        assert_eq!(err(&[ConfigOp::set(LEADER_THROTTLED_RATE, "fast")]).kafka_code(), 40);
+        assert_eq!(
+            err(&[ConfigOp::set(LEADER_THROTTLED_RATE, "99999999999999999999")]).kafka_code(),
+            40
+        );
+        let null =
+            ConfigOp { key: LEADER_THROTTLED_RATE.into(), op: ConfigOpType::Set, value: None };
+        assert_eq!(err(&[null]).kafka_code(), 40);
+        let append = ConfigOp {
+            key: LEADER_THROTTLED_RATE.into(),
+            op: ConfigOpType::Append,
+            value: Some("1".into()),
+        };
+        assert_eq!(err(&[append]).kafka_code(), 42);
+        let dup =
+            [ConfigOp::set(LEADER_THROTTLED_RATE, "1"), ConfigOp::delete(LEADER_THROTTLED_RATE)];
+        assert_eq!(err(&dup).kafka_code(), 42);
+        assert_eq!(validate_node_value(LEADER_THROTTLED_RATE, "0010").unwrap(), "10");
+        for def in NODE_CONFIGS {
+            assert_eq!(check_value(def, def.default).unwrap(), def.default);
+        }
+    }
+
+    #[test]
+    fn node_throttle_precedence_and_describe() {
+        let own = map(&[(LEADER_THROTTLED_RATE, "100")]);
+        let cluster = map(&[(LEADER_THROTTLED_RATE, "7"), (FOLLOWER_THROTTLED_RATE, "9")]);
+        assert_eq!(ReplicationThrottle::resolve(None, None), ReplicationThrottle::default());
+        assert_eq!(
+            ReplicationThrottle::resolve(Some(&own), None),
+            ReplicationThrottle { leader_bytes_per_sec: Some(100), follower_bytes_per_sec: None }
+        );
+        assert_eq!(
+            ReplicationThrottle::resolve(Some(&own), Some(&cluster)),
+            ReplicationThrottle {
+                leader_bytes_per_sec: Some(100),
+                follower_bytes_per_sec: Some(9)
+            }
+        );
+        assert_eq!(
+            ReplicationThrottle::resolve(None, Some(&cluster)),
+            ReplicationThrottle { leader_bytes_per_sec: Some(7), follower_bytes_per_sec: Some(9) }
+        );
+
+        assert!(describe_node(None, None).is_empty());
+        let rows = describe_node(Some(&own), Some(&cluster));
+        assert_eq!(rows.len(), 2);
+        let (follower, leader) = (&rows[0], &rows[1]);
+        assert_eq!(leader.name, LEADER_THROTTLED_RATE);
+        assert_eq!((leader.value.as_deref(), leader.source.kafka_code()), (Some("100"), 2));
+        let sources: Vec<i8> = leader.synonyms.iter().map(|s| s.source.kafka_code()).collect();
+        assert_eq!(sources, vec![2, 3, 5]);
+        assert_eq!((follower.value.as_deref(), follower.source.kafka_code()), (Some("9"), 3));
+        assert!(!leader.read_only && leader.config_type == ConfigType::Long);
+        // The cluster default alone.
+        let rows = describe_node(None, Some(&map(&[(FOLLOWER_THROTTLED_RATE, "9")])));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].source, ConfigSource::DynamicDefaultNode);
     }
 }

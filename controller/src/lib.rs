@@ -23,7 +23,8 @@
 //!   times, in memory, not in the log); expired ones are fenced.
 //! * [`rebalance`] — automatic preferred-leader rebalancing: the active
 //!   controller's periodic decision, sans-IO, submitted as ElectLeaders.
-//! * [`config`] — topic config keys, defaults, validation, DescribeConfigs.
+//! * [`config`] — topic config keys, defaults, validation, DescribeConfigs;
+//!   the dynamic node configs (replication throttle rates).
 //! * [`log`] — the on-disk log and snapshots; a failed write stops the
 //!   controller (fail-stop).
 //! * [`handle`] — [`ControllerHandle`], the node's way in, the same in
@@ -52,7 +53,10 @@ pub mod service;
 pub mod sessions;
 pub mod state;
 
-pub use config::{ConfigDefaults, ConfigEntry, ConfigOp, ConfigOpType, TopicConfig};
+pub use config::{
+    ConfigDefaults, ConfigEntry, ConfigOp, ConfigOpType, ReplicationThrottle, ThrottledReplicas,
+    TopicConfig,
+};
 pub use error::ControllerError;
 pub use handle::{
     ControllerHandle, ControllerJoin, ControllerOptions, PendingSubmit, start_in_process,

@@ -36,7 +36,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use weir_proto::ids::{LeaderEpoch, NodeId, PartitionId, ProducerId, TopicId};
 
-use crate::config::{self, ConfigDefaults, ConfigEntry, ConfigOp, TopicConfig};
+use crate::config::{
+    self, ConfigDefaults, ConfigEntry, ConfigOp, ReplicationThrottle, TopicConfig,
+};
 use crate::error::ControllerError;
 use crate::{leadership, placement, reassignment};
 
@@ -236,6 +238,12 @@ pub struct MetadataImage {
     /// Of those, unclean ones (a leader from outside the ISR).
     #[serde(default)]
     pub unclean_leader_elections: u64,
+    /// Dynamic node ("broker") configs ([`config::NODE_CONFIGS`]), keyed by
+    /// node id in decimal, or `""` for the cluster default
+    /// ([`config::node_config_key`]); canonical values. A key with no
+    /// configs left is removed.
+    #[serde(default)]
+    pub node_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl MetadataImage {
@@ -286,6 +294,28 @@ impl MetadataImage {
     pub fn describe_topic_configs(&self, name: &str) -> Option<Vec<ConfigEntry>> {
         let t = self.topics.get(name)?;
         Some(config::describe(&self.defaults, &t.overrides))
+    }
+
+    /// The replication throttle rates of `node`: its own value of each rate,
+    /// else the cluster default, else unlimited (`None`).
+    pub fn replication_throttle(&self, node: NodeId) -> ReplicationThrottle {
+        ReplicationThrottle::resolve(
+            self.node_configs.get(&config::node_config_key(Some(node))),
+            self.node_configs.get(&config::node_config_key(None)),
+        )
+    }
+
+    /// DescribeConfigs rows for the dynamic configs set for `node`, or for
+    /// the cluster default (`None`), as [`config::describe_node`].
+    pub fn describe_node_configs(&self, node: Option<NodeId>) -> Vec<ConfigEntry> {
+        let default = self.node_configs.get(&config::node_config_key(None));
+        match node {
+            Some(n) => config::describe_node(
+                self.node_configs.get(&config::node_config_key(Some(n))),
+                default,
+            ),
+            None => config::describe_node(None, default),
+        }
     }
 
     /// Brings this image forward by one delta (or replaces it on `Reset`).
@@ -375,6 +405,18 @@ impl MetadataImage {
                 let t = self.topics.get_mut(topic).expect("config of a known topic");
                 t.overrides = overrides.clone();
             }
+            MetadataDelta::NodeConfigChanged { node, overrides } => {
+                assert!(
+                    node.is_none_or(|n| self.nodes.contains_key(&n)),
+                    "configs of a registered node"
+                );
+                let key = config::node_config_key(*node);
+                if overrides.is_empty() {
+                    self.node_configs.remove(&key);
+                } else {
+                    self.node_configs.insert(key, overrides.clone());
+                }
+            }
             MetadataDelta::ProducerIdsAllocated { first, count, .. } => {
                 assert_eq!(*first, self.next_producer_id, "producer id blocks are contiguous");
                 self.next_producer_id = first + i64::from(*count);
@@ -432,6 +474,16 @@ pub enum Command {
         topic: String,
         ops: Vec<ConfigOp>,
         /// Legacy AlterConfigs: the `Set` ops replace all overrides.
+        replace_all: bool,
+        validate_only: bool,
+    },
+    /// Change the dynamic configs ([`config::NODE_CONFIGS`]) of a registered
+    /// node, or the cluster default (`node: None`): AlterConfigs and
+    /// IncrementalAlterConfigs on a BROKER resource.
+    AlterNodeConfigs {
+        node: Option<NodeId>,
+        ops: Vec<ConfigOp>,
+        /// Legacy AlterConfigs: the `Set` ops replace all of them.
         replace_all: bool,
         validate_only: bool,
     },
@@ -537,6 +589,11 @@ pub enum CommandResult {
         topic: String,
         overrides: BTreeMap<String, String>,
     },
+    /// The node's (or the cluster default's) dynamic configs after the change.
+    NodeConfigsAltered {
+        node: Option<NodeId>,
+        overrides: BTreeMap<String, String>,
+    },
     /// Ids `first .. first + count` belong to the asking node for good.
     ProducerIds {
         first: ProducerId,
@@ -601,6 +658,12 @@ pub enum MetadataRecord {
         topic: String,
         overrides: BTreeMap<String, String>,
     },
+    /// The full new dynamic configs of a node, or of the cluster default
+    /// (`node: None`); empty when none are left.
+    NodeConfigChanged {
+        node: Option<NodeId>,
+        overrides: BTreeMap<String, String>,
+    },
     ProducerIdsAllocated {
         node: NodeId,
         first: i64,
@@ -643,6 +706,7 @@ pub enum MetadataDelta {
     TopicDeleted { name: String, id: TopicId },
     PartitionsCreated { topic: String, partitions: Vec<PartitionMeta> },
     ConfigChanged { topic: String, overrides: BTreeMap<String, String> },
+    NodeConfigChanged { node: Option<NodeId>, overrides: BTreeMap<String, String> },
     ProducerIdsAllocated { node: NodeId, first: i64, count: u32 },
     NodeFenced { node: NodeId, broker_epoch: i64 },
     NodeUnfenced { node: NodeId, broker_epoch: i64 },
@@ -675,6 +739,9 @@ impl MetadataRecord {
             }
             MetadataRecord::ConfigChanged { topic, overrides } => {
                 MetadataDelta::ConfigChanged { topic, overrides }
+            }
+            MetadataRecord::NodeConfigChanged { node, overrides } => {
+                MetadataDelta::NodeConfigChanged { node, overrides }
             }
             MetadataRecord::ProducerIdsAllocated { node, first, count } => {
                 MetadataDelta::ProducerIdsAllocated { node, first, count }
@@ -821,6 +888,9 @@ impl StateMachine {
             }
             Command::AlterConfigs { topic, ops, replace_all, validate_only } => {
                 self.alter_configs(topic, ops, *replace_all, *validate_only)
+            }
+            Command::AlterNodeConfigs { node, ops, replace_all, validate_only } => {
+                self.alter_node_configs(*node, ops, *replace_all, *validate_only)
             }
             Command::AllocateProducerIds { node, count } => {
                 self.allocate_producer_ids(*node, *count)
@@ -1196,6 +1266,38 @@ impl StateMachine {
             records,
             result: CommandResult::ConfigsAltered { topic: topic.to_string(), overrides },
         })
+    }
+
+    fn alter_node_configs(
+        &self,
+        node: Option<NodeId>,
+        ops: &[ConfigOp],
+        replace_all: bool,
+        validate_only: bool,
+    ) -> Result<Plan, ControllerError> {
+        if let Some(n) = node {
+            if n.0 < 0 {
+                return Err(ControllerError::InvalidRequest("Invalid negative broker ID.".into()));
+            }
+            if !self.image.nodes.contains_key(&n) {
+                return Err(ControllerError::InvalidRequest(format!(
+                    "Node {n} is not registered with the controller."
+                )));
+            }
+        }
+        let current = self
+            .image
+            .node_configs
+            .get(&config::node_config_key(node))
+            .cloned()
+            .unwrap_or_default();
+        let overrides = config::apply_node_ops(&current, ops, replace_all)?;
+        let records = if validate_only || overrides == current {
+            Vec::new()
+        } else {
+            vec![MetadataRecord::NodeConfigChanged { node, overrides: overrides.clone() }]
+        };
+        Ok(Plan { records, result: CommandResult::NodeConfigsAltered { node, overrides } })
     }
 
     fn allocate_producer_ids(&self, node: NodeId, count: u32) -> Result<Plan, ControllerError> {
@@ -1603,6 +1705,36 @@ pub(crate) mod tests {
                 assignments: None,
                 validate_only: false,
             },
+            Command::AlterConfigs {
+                topic: "b".into(),
+                ops: vec![
+                    ConfigOp::set("leader.replication.throttled.replicas", "0:1,1:2"),
+                    ConfigOp::set("follower.replication.throttled.replicas", "*"),
+                ],
+                replace_all: false,
+                validate_only: false,
+            },
+            Command::AlterNodeConfigs {
+                node: None,
+                ops: vec![ConfigOp::set("leader.replication.throttled.rate", "500")],
+                replace_all: false,
+                validate_only: false,
+            },
+            Command::AlterNodeConfigs {
+                node: Some(NodeId(2)),
+                ops: vec![
+                    ConfigOp::set("leader.replication.throttled.rate", "100"),
+                    ConfigOp::set("follower.replication.throttled.rate", "200"),
+                ],
+                replace_all: false,
+                validate_only: false,
+            },
+            Command::AlterNodeConfigs {
+                node: Some(NodeId(2)),
+                ops: vec![ConfigOp::delete("leader.replication.throttled.rate")],
+                replace_all: false,
+                validate_only: false,
+            },
             Command::DeleteTopic { topic: TopicRef::Name("a".into()) },
         ]);
         for cmd in cmds {
@@ -1618,6 +1750,112 @@ pub(crate) mod tests {
         assert_eq!(sm.image().version, log.len() as u64);
         assert_eq!(sm.image().next_producer_id, 5);
         assert_eq!(sm.image().cluster_id, "c1");
+        let b = sm.image().topic_config("b").unwrap();
+        assert!(b.leader_replication_throttled_replicas.contains(1, NodeId(2)));
+        assert_eq!(b.follower_replication_throttled_replicas, config::ThrottledReplicas::All);
+        let t = sm.image().replication_throttle(NodeId(2));
+        assert_eq!((t.leader_bytes_per_sec, t.follower_bytes_per_sec), (Some(500), Some(200)));
+        assert_eq!(replayed.image().replication_throttle(NodeId(2)), t);
+    }
+
+    #[test]
+    fn node_configs_alter_validate_and_resolve() {
+        use crate::config::{FOLLOWER_THROTTLED_RATE as FOLLOWER, LEADER_THROTTLED_RATE as LEADER};
+        let (mut sm, mut ids) = cluster(3);
+        let alter = |node: Option<i32>, ops: Vec<ConfigOp>| Command::AlterNodeConfigs {
+            node: node.map(NodeId),
+            ops,
+            replace_all: false,
+            validate_only: false,
+        };
+        let throttle = |sm: &StateMachine, n: i32| {
+            let t = sm.image().replication_throttle(NodeId(n));
+            (t.leader_bytes_per_sec, t.follower_bytes_per_sec)
+        };
+        assert_eq!(throttle(&sm, 1), (None, None));
+
+        // Unregistered or negative node ids, unknown keys, bad values.
+        let e = run(&mut sm, &mut ids, alter(Some(9), vec![ConfigOp::set(LEADER, "1")]));
+        assert_eq!(code(e), 42);
+        let e = run(&mut sm, &mut ids, alter(Some(-2), vec![ConfigOp::set(LEADER, "1")]));
+        assert_eq!(code(e), 42);
+        let e = run(&mut sm, &mut ids, alter(Some(1), vec![ConfigOp::set("num.io.threads", "8")]))
+            .unwrap_err();
+        assert_eq!(e.kafka_code(), 40);
+        assert!(e.message().contains(LEADER) && e.message().contains(FOLLOWER), "{e}");
+        assert_eq!(
+            code(run(&mut sm, &mut ids, alter(None, vec![ConfigOp::set(LEADER, "-5")]))),
+            40
+        );
+
+        // validate_only records nothing but answers the result.
+        let version = sm.image().version;
+        let plan = sm
+            .handle(
+                &Command::AlterNodeConfigs {
+                    node: Some(NodeId(1)),
+                    ops: vec![ConfigOp::set(LEADER, "10")],
+                    replace_all: false,
+                    validate_only: true,
+                },
+                &mut ids,
+            )
+            .unwrap();
+        assert!(plan.records.is_empty());
+        assert_eq!(
+            plan.result,
+            CommandResult::NodeConfigsAltered {
+                node: Some(NodeId(1)),
+                overrides: [(LEADER.to_string(), "10".to_string())].into(),
+            }
+        );
+        assert_eq!(sm.image().version, version);
+
+        // The cluster default applies to every node; a node's own value wins.
+        let ops = vec![ConfigOp::set(LEADER, "1000"), ConfigOp::set(FOLLOWER, "2000")];
+        run(&mut sm, &mut ids, alter(None, ops)).unwrap();
+        run(&mut sm, &mut ids, alter(Some(2), vec![ConfigOp::set(FOLLOWER, "0")])).unwrap();
+        assert_eq!(throttle(&sm, 1), (Some(1000), Some(2000)));
+        assert_eq!(throttle(&sm, 2), (Some(1000), Some(0)));
+        assert_eq!(sm.image().node_configs.keys().collect::<Vec<_>>(), vec!["", "2"]);
+        let rows = sm.image().describe_node_configs(Some(NodeId(2)));
+        let sources: Vec<(String, i8)> =
+            rows.iter().map(|r| (r.name.clone(), r.source.kafka_code())).collect();
+        assert_eq!(sources, vec![(FOLLOWER.into(), 2), (LEADER.into(), 3)]);
+        assert_eq!(sm.image().describe_node_configs(None).len(), 2);
+
+        // A no-op writes nothing; deleting the last key drops the node's entry.
+        let version = sm.image().version;
+        run(&mut sm, &mut ids, alter(Some(2), vec![ConfigOp::set(FOLLOWER, "0")])).unwrap();
+        run(&mut sm, &mut ids, alter(Some(3), vec![ConfigOp::delete(FOLLOWER)])).unwrap();
+        assert_eq!(sm.image().version, version);
+        run(&mut sm, &mut ids, alter(Some(2), vec![ConfigOp::delete(FOLLOWER)])).unwrap();
+        assert!(!sm.image().node_configs.contains_key("2"));
+        assert_eq!(throttle(&sm, 2), (Some(1000), Some(2000)));
+        let replace = Command::AlterNodeConfigs {
+            node: None,
+            ops: vec![ConfigOp::set(FOLLOWER, "1")],
+            replace_all: true,
+            validate_only: false,
+        };
+        run(&mut sm, &mut ids, replace).unwrap();
+        assert_eq!(throttle(&sm, 3), (None, Some(1)));
+    }
+
+    #[test]
+    fn images_and_records_without_node_configs_still_load() {
+        let (sm, _) = cluster(1);
+        let mut json = serde_json::to_value(sm.image()).unwrap();
+        json.as_object_mut().unwrap().remove("node_configs").expect("field serialized");
+        let image: MetadataImage = serde_json::from_value(json).unwrap();
+        assert_eq!(&image, sm.image());
+        let record: MetadataRecord =
+            serde_json::from_str(r#"{"type":"NodeConfigChanged","node":null,"overrides":{}}"#)
+                .unwrap();
+        assert_eq!(
+            record,
+            MetadataRecord::NodeConfigChanged { node: None, overrides: BTreeMap::new() }
+        );
     }
 
     #[test]

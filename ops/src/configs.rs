@@ -1,5 +1,14 @@
 //! `weir configs`: describe and alter configs of topics and nodes, like
 //! `kafka-configs --entity-type topics|brokers`.
+//!
+//! A node's dynamic configs (the replication throttle rates
+//! `leader.replication.throttled.rate` and
+//! `follower.replication.throttled.rate`) are altered for one node
+//! (`--entity-name ID`) or as the cluster default (`--entity-default`), as
+//! with kafka-configs. Describing a node shows its static settings and the
+//! dynamic configs in force on it (source DYNAMIC_BROKER_CONFIG or
+//! DYNAMIC_DEFAULT_BROKER_CONFIG); `--entity-default` shows the cluster
+//! default's dynamic configs only.
 
 use crate::Ctx;
 use crate::client::{Client, check, s};
@@ -37,6 +46,9 @@ pub enum ConfigsCommand {
         /// Topic name or node id (for nodes, default: the bootstrap node).
         #[arg(long)]
         entity_name: Option<String>,
+        /// Nodes only: the cluster-wide default of the dynamic node configs.
+        #[arg(long, conflicts_with = "entity_name")]
+        entity_default: bool,
         /// Show every config, defaults included (default: only overrides for topics).
         #[arg(long)]
         all: bool,
@@ -45,8 +57,13 @@ pub enum ConfigsCommand {
     Alter {
         #[arg(long, value_enum)]
         entity_type: EntityType,
-        #[arg(long)]
-        entity_name: String,
+        /// Topic name or node id.
+        #[arg(long, required_unless_present = "entity_default")]
+        entity_name: Option<String>,
+        /// Nodes only: alter the cluster-wide default of the dynamic node
+        /// configs (a node's own value wins over it).
+        #[arg(long, conflicts_with = "entity_name")]
+        entity_default: bool,
         /// `key=value[,key=value]`; a value holding commas goes in brackets: `k=[a,b]`.
         #[arg(long = "add-config", value_name = "KEY=VALUE,...")]
         add_config: Vec<String>,
@@ -94,8 +111,12 @@ fn source_name(code: i8) -> &'static str {
 pub fn run(ctx: &Ctx, cmd: ConfigsCommand) -> Result<()> {
     let mut client = Client::connect(&ctx.bootstrap)?;
     match cmd {
-        ConfigsCommand::Describe { entity_type, entity_name, all } => {
+        ConfigsCommand::Describe { entity_type, entity_name, entity_default, all } => {
             let name = match (entity_type, entity_name) {
+                (EntityType::Topics, _) if entity_default => {
+                    bail!("--entity-default applies to nodes only")
+                }
+                (EntityType::Nodes, _) if entity_default => String::new(),
                 (_, Some(n)) => n,
                 (EntityType::Nodes, None) => {
                     let md = client.metadata(Some(&[]))?;
@@ -105,7 +126,20 @@ pub fn run(ctx: &Ctx, cmd: ConfigsCommand) -> Result<()> {
             };
             describe(ctx, &mut client, entity_type, &name, all)
         }
-        ConfigsCommand::Alter { entity_type, entity_name, add_config, delete_config } => {
+        ConfigsCommand::Alter {
+            entity_type,
+            entity_name,
+            entity_default,
+            add_config,
+            delete_config,
+        } => {
+            let entity_name = match (entity_type, entity_name) {
+                (EntityType::Topics, _) if entity_default => {
+                    bail!("--entity-default applies to nodes only")
+                }
+                (_, Some(n)) => n,
+                (_, None) => String::new(),
+            };
             let set = add_config
                 .iter()
                 .flat_map(|a| split_list(a))
@@ -134,6 +168,9 @@ pub fn run(ctx: &Ctx, cmd: ConfigsCommand) -> Result<()> {
                     "set": set.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
                     "deleted": delete,
                 })),
+                Format::Table if entity_name.is_empty() => {
+                    println!("Completed updating default config for nodes in the cluster.")
+                }
                 Format::Table => println!("Completed updating config for {entity_name}."),
             }
             Ok(())
@@ -150,6 +187,8 @@ fn describe(ctx: &Ctx, client: &mut Client, et: EntityType, name: &str, all: boo
             .with_configuration_keys(None),
     ]);
     let resp = match et {
+        // The cluster default: any node answers it.
+        EntityType::Nodes if name.is_empty() => client.call(&req, v)?,
         EntityType::Nodes => {
             let node: i32 =
                 name.parse().map_err(|_| anyhow::anyhow!("node id {name:?} is not a number"))?;
@@ -185,7 +224,9 @@ fn describe(ctx: &Ctx, client: &mut Client, et: EntityType, name: &str, all: boo
                     if sens { "(sensitive)".into() } else { v.unwrap_or_else(|| "null".into()) };
                 t.row(vec![k, v, source_name(src).into(), ro.to_string()]);
             }
-            if t.is_empty() {
+            if t.is_empty() && name.is_empty() {
+                println!("No default configs for nodes in the cluster.");
+            } else if t.is_empty() {
                 println!("No config overrides for {name}.");
             } else {
                 print!("{}", t.render());

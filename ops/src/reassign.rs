@@ -9,13 +9,23 @@
 //! (`{"version":1,"topics":[{"topic":"t"}]}`) and a node list, spreading
 //! replicas as Kafka's rack-unaware assignment does.
 //!
-//! There is no `--throttle` yet: nodes do not rate-limit replication, so a
-//! throttle could not be honoured. A new replica catches up from the
-//! leader's log start at full speed.
+//! `--execute --throttle BYTES_PER_SEC` limits the copying as Kafka's tool
+//! does, before the moves start: the node configs
+//! `leader.replication.throttled.rate` and
+//! `follower.replication.throttled.rate` are set to the rate on every node a
+//! moving partition is on or goes to, and per topic
+//! `leader.replication.throttled.replicas` lists `partition:node` for each
+//! current replica of a moving partition and
+//! `follower.replication.throttled.replicas` each replica being added. A
+//! partition moves when its target replica set differs from its current one
+//! (a new order alone copies nothing). `--verify`, once every move in the
+//! file is complete, and `--cancel` clear those configs on every node and
+//! topic of the file (unless `--preserve-throttles`), as Kafka's tool does.
 
 use crate::Ctx;
 use crate::client::{Client, check, error_name, topic_name};
 use crate::output::{Format, Table, print_json};
+use crate::topics::{RESOURCE_TOPIC, incremental_alter};
 use anyhow::{Context, Result, anyhow, bail};
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
@@ -24,14 +34,22 @@ use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use kafka_protocol::messages::*;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use weir_controller::ThrottledReplicas;
+use weir_controller::config::{
+    FOLLOWER_THROTTLED_RATE, FOLLOWER_THROTTLED_REPLICAS, LEADER_THROTTLED_RATE,
+    LEADER_THROTTLED_REPLICAS,
+};
+use weir_proto::NodeId;
 
 const TIMEOUT_MS: i32 = 30_000;
 /// ElectLeaders election type: the first live replica in the replica list.
 const ELECTION_PREFERRED: i8 = 0;
 /// ElectLeaders answers ELECTION_NOT_NEEDED where the preferred replica leads already.
 const ELECTION_NOT_NEEDED: i16 = 84;
+/// DescribeConfigs / AlterConfigs resource type of a node ("broker").
+const RESOURCE_BROKER: i8 = 4;
 
 #[derive(clap::Args)]
 pub struct ReassignArgs {
@@ -45,6 +63,14 @@ pub struct ReassignArgs {
     /// Start the moves in the file.
     #[arg(long, group = "mode", value_name = "FILE")]
     execute: Option<PathBuf>,
+    /// With --execute: limit replication of the moving partitions to this
+    /// many bytes per second on each node involved, as leader and as
+    /// follower. --verify removes the throttle once every move is complete.
+    #[arg(long, requires = "execute", value_name = "BYTES_PER_SEC")]
+    throttle: Option<u64>,
+    /// With --verify or --cancel: leave the throttle configs in place.
+    #[arg(long)]
+    preserve_throttles: bool,
     /// Check whether the moves in the file are done.
     #[arg(long, group = "mode", value_name = "FILE")]
     verify: Option<PathBuf>,
@@ -329,6 +355,126 @@ fn generate(ctx: &Ctx, client: &mut Client, path: &Path, nodes: &[i32]) -> Resul
     Ok(())
 }
 
+/// What `--throttle` sets: the nodes that get the rates, and per topic the
+/// leader and follower throttled-replicas lists.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Throttles {
+    nodes: BTreeSet<i32>,
+    topics: BTreeMap<String, (ThrottledReplicas, ThrottledReplicas)>,
+}
+
+/// Kafka's throttle plan for the moves in `plan`: a partition's sources are
+/// its current replicas (those before an ongoing move, when one is in
+/// progress), its destinations the target replicas not among them. Only
+/// partitions whose replica set changes are throttled; partitions unknown
+/// to `current` are left out (the move itself reports them).
+fn throttles(plan: &Plan, current: &Plan, moving: &Ongoing) -> Throttles {
+    let mut out = Throttles::default();
+    // Per topic: (partition, node) pairs of the leader and the follower list.
+    type Pairs = BTreeSet<(i32, i32)>;
+    let mut lists: BTreeMap<&str, (Pairs, Pairs)> = BTreeMap::new();
+    for ((t, p), target) in plan {
+        let key = (t.clone(), *p);
+        let sources: Vec<i32> = match (moving.get(&key), current.get(&key)) {
+            (Some([replicas, adding, _]), _) => {
+                replicas.iter().copied().filter(|r| !adding.contains(r)).collect()
+            }
+            (None, Some(replicas)) => replicas.clone(),
+            (None, None) => continue,
+        };
+        let source_set: BTreeSet<i32> = sources.iter().copied().collect();
+        let target_set: BTreeSet<i32> = target.iter().copied().collect();
+        if source_set == target_set {
+            continue;
+        }
+        let (leader, follower) = lists.entry(t).or_default();
+        leader.extend(source_set.iter().map(|b| (*p, *b)));
+        follower.extend(target_set.difference(&source_set).map(|b| (*p, *b)));
+        out.nodes.extend(source_set.union(&target_set));
+    }
+    let list = |items: Pairs| {
+        if items.is_empty() {
+            ThrottledReplicas::None
+        } else {
+            ThrottledReplicas::List(items.into_iter().map(|(p, b)| (p, NodeId(b))).collect())
+        }
+    };
+    for (t, (leader, follower)) in lists {
+        out.topics.insert(t.to_string(), (list(leader), list(follower)));
+    }
+    out
+}
+
+/// Sets the throttle configs of `throttles` at `rate` bytes/s: the topics'
+/// lists first, then the nodes' rates. An empty list is removed rather than
+/// set, so no empty override is left behind.
+fn set_throttles(client: &mut Client, throttles: &Throttles, rate: u64) -> Result<()> {
+    for (topic, (leader, follower)) in &throttles.topics {
+        let (mut set, mut delete) = (Vec::new(), Vec::new());
+        for (key, list) in
+            [(LEADER_THROTTLED_REPLICAS, leader), (FOLLOWER_THROTTLED_REPLICAS, follower)]
+        {
+            if *list == ThrottledReplicas::None {
+                delete.push(key.to_string());
+            } else {
+                set.push((key.to_string(), list.to_string()));
+            }
+        }
+        incremental_alter(client, RESOURCE_TOPIC, topic, &set, &delete)?;
+    }
+    let rates = [
+        (LEADER_THROTTLED_RATE.to_string(), rate.to_string()),
+        (FOLLOWER_THROTTLED_RATE.to_string(), rate.to_string()),
+    ];
+    for node in &throttles.nodes {
+        incremental_alter(client, RESOURCE_BROKER, &node.to_string(), &rates, &[])?;
+    }
+    Ok(())
+}
+
+/// Removes the throttle configs, as Kafka's tool does once moves are done:
+/// the rates on every node of the cluster and of the file (there is no
+/// record of which nodes a past `--execute` throttled), the lists on every
+/// topic of the file. Removing what is not set changes nothing.
+fn clear_throttles(ctx: &Ctx, client: &mut Client, plan: &Plan) -> Result<()> {
+    let mut nodes: BTreeSet<i32> = client.brokers.keys().copied().collect();
+    nodes.extend(plan.values().flatten());
+    let topics: BTreeSet<&str> = plan.keys().map(|(t, _)| t.as_str()).collect();
+    let rates = [LEADER_THROTTLED_RATE.to_string(), FOLLOWER_THROTTLED_RATE.to_string()];
+    for node in &nodes {
+        incremental_alter(client, RESOURCE_BROKER, &node.to_string(), &[], &rates)?;
+    }
+    let lists = [LEADER_THROTTLED_REPLICAS.to_string(), FOLLOWER_THROTTLED_REPLICAS.to_string()];
+    for topic in &topics {
+        incremental_alter(client, RESOURCE_TOPIC, topic, &[], &lists)?;
+    }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let nodes: Vec<i32> = nodes.into_iter().collect();
+    let topics: Vec<&str> = topics.into_iter().collect();
+    notice(
+        ctx,
+        &format!(
+            "Clearing node-level throttles on node{} {}\n\
+             Clearing topic-level throttles on topic{} {}\n\
+             Throttle was removed.",
+            plural(nodes.len()),
+            list_text(&nodes),
+            plural(topics.len()),
+            topics.join(","),
+        ),
+    );
+    Ok(())
+}
+
+/// A message for people: on stdout with tables, on stderr with `--output
+/// json` (whose stdout stays one JSON document).
+fn notice(ctx: &Ctx, text: &str) {
+    match ctx.output {
+        Format::Table => println!("{text}"),
+        Format::Json => eprintln!("{text}"),
+    }
+}
+
 pub fn reassign(ctx: &Ctx, a: ReassignArgs) -> Result<()> {
     let mut client = Client::connect(&ctx.bootstrap)?;
     if let Some(path) = &a.generate {
@@ -336,9 +482,9 @@ pub fn reassign(ctx: &Ctx, a: ReassignArgs) -> Result<()> {
     }
     if let Some(path) = &a.execute {
         let plan = read_plan(path)?;
+        let current = current_assignment(&mut client, &plan)?;
         if ctx.output == Format::Table {
             // As kafka-reassign-partitions: what to go back to, printed first.
-            let current = current_assignment(&mut client, &plan)?;
             println!(
                 "Current partition replica assignment\n\n{}\n\n\
                  Save this to use with --execute to roll back once the move is done \
@@ -346,13 +492,49 @@ pub fn reassign(ctx: &Ctx, a: ReassignArgs) -> Result<()> {
                 plan_json(&current)
             );
         }
+        if let Some(rate) = a.throttle {
+            // Before the moves start, so the copying is throttled from its first byte.
+            let moving = ongoing(&mut client, Some(&plan))?;
+            let throttles = throttles(&plan, &current, &moving);
+            set_throttles(&mut client, &throttles, rate)?;
+            let mut text = String::from(
+                "Warning: You must run --verify periodically, until the reassignment completes, \
+                 to ensure the throttle is removed.",
+            );
+            let nodes: Vec<i32> = throttles.nodes.iter().copied().collect();
+            text.push_str(&format!(
+                "\nThe inter-broker throttle limit was set to {rate} B/s on node(s) {}.",
+                list_text(&nodes)
+            ));
+            let shown = |l: &ThrottledReplicas| match l {
+                ThrottledReplicas::None => "(none)".to_string(),
+                l => l.to_string(),
+            };
+            for (topic, (leader, follower)) in &throttles.topics {
+                let (leader, follower) = (shown(leader), shown(follower));
+                text.push_str(&format!(
+                    "\nThrottled replicas of topic {topic}: {LEADER_THROTTLED_REPLICAS}={leader}, \
+                     {FOLLOWER_THROTTLED_REPLICAS}={follower}."
+                ));
+            }
+            if throttles.nodes.is_empty() {
+                text = "No partition in the file changes its replicas: nothing to throttle.".into();
+            }
+            notice(ctx, &text);
+        }
         let results = alter(&mut client, &plan.into_iter().map(|(k, r)| (k, Some(r))).collect())?;
         return print_results(ctx, &results, "started");
     }
     if let Some(path) = &a.cancel {
         let plan = read_plan(path)?;
-        let results = alter(&mut client, &plan.into_keys().map(|k| (k, None)).collect())?;
-        return print_results(ctx, &results, "cancelled");
+        let results = alter(&mut client, &plan.keys().map(|k| (k.clone(), None)).collect())?;
+        // As Kafka's tool: once the moves are cancelled, the throttle goes too.
+        let cancelled = results.iter().all(|r| r.2 == 0);
+        print_results(ctx, &results, "cancelled")?;
+        if cancelled && !a.preserve_throttles {
+            clear_throttles(ctx, &mut client, &plan)?;
+        }
+        return Ok(());
     }
     if let Some(path) = &a.verify {
         let plan = read_plan(path)?;
@@ -373,6 +555,7 @@ pub fn reassign(ctx: &Ctx, a: ReassignArgs) -> Result<()> {
             };
             rows.push((t.clone(), *p, list_text(target), current.map(|c| list_text(&c)), status));
         }
+        let complete = rows.iter().all(|r| r.4 == "complete");
         match ctx.output {
             Format::Json => {
                 print_json(&json!(rows.iter().map(|(t, p, target, current, status)| json!({
@@ -392,6 +575,9 @@ pub fn reassign(ctx: &Ctx, a: ReassignArgs) -> Result<()> {
                 }
                 print!("{}", table.render());
             }
+        }
+        if complete && !a.preserve_throttles {
+            clear_throttles(ctx, &mut client, &plan)?;
         }
         return Ok(());
     }
@@ -501,6 +687,40 @@ mod tests {
         assert!(replicas.values().all(|c| *c == 6), "{replicas:?}");
         assert_eq!(a, assign("orders", 10, 3, &nodes).unwrap(), "repeatable");
         assert!(assign("orders", 3, 4, &nodes[..3]).is_err());
+    }
+
+    #[test]
+    fn throttles_cover_sources_and_added_replicas_of_moving_partitions() {
+        let key = |t: &str, p: i32| (t.to_string(), p);
+        let plan: Plan = [
+            (key("a", 0), vec![1, 2, 3]), // grows: 1 → 1,2,3
+            (key("a", 1), vec![3, 2]),    // only reordered: not moving
+            (key("a", 2), vec![4]),       // ongoing 1 → 2, now retargeted to 4
+            (key("b", 0), vec![2]),       // shrinks: 1,2 → 2
+            (key("c", 0), vec![1]),       // unknown partition
+        ]
+        .into();
+        let current: Plan = [
+            (key("a", 0), vec![1]),
+            (key("a", 1), vec![2, 3]),
+            (key("a", 2), vec![2, 1]),
+            (key("b", 0), vec![1, 2]),
+        ]
+        .into();
+        let moving: Ongoing = [(key("a", 2), [vec![2, 1], vec![2], vec![1]])].into();
+        let t = throttles(&plan, &current, &moving);
+        assert_eq!(t.nodes, [1, 2, 3, 4].into());
+        let text = |t: &Throttles, name: &str| {
+            let (l, f) = &t.topics[name];
+            (l.to_string(), f.to_string())
+        };
+        assert_eq!(text(&t, "a"), ("0:1,2:1".to_string(), "0:2,0:3,2:4".to_string()));
+        assert_eq!(text(&t, "b"), ("0:1,0:2".to_string(), String::new()));
+        assert_eq!(t.topics["b"].1, ThrottledReplicas::None);
+        assert!(!t.topics.contains_key("c"));
+        // Nothing moves: nothing to throttle.
+        let same: Plan = [(key("a", 1), vec![2, 3])].into();
+        assert_eq!(throttles(&same, &current, &Ongoing::new()), Throttles::default());
     }
 
     #[test]

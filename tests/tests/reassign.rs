@@ -3,8 +3,11 @@
 //! driven by the `weir reassign` CLI:
 //!
 //! 1. a topic with replication factor 1 and some records is moved to three
-//!    replicas (`--execute`, then `--verify` until complete); `weir topics
-//!    describe` shows 3 replicas, all in sync;
+//!    replicas (`--execute --throttle`, then `--verify` until complete);
+//!    while it moves, `weir configs describe` shows the throttle rates on
+//!    every node and the throttled replicas on the topic, and the `--verify`
+//!    that finds the move complete removes them; `weir topics describe`
+//!    shows 3 replicas, all in sync;
 //! 2. the original node is killed (SIGKILL): every record is still read
 //!    back, from the new leader;
 //! 3. the original node is restarted and catches up; then a move off it
@@ -14,8 +17,11 @@
 //!    every record is still there and a's folder is gone.
 //!
 //! Along the way: `--list` and `--cancel` with nothing in progress, a plan
-//! naming an unknown node is refused, and both APIs answer in schema at every
-//! version the node advertises (decoded strictly, as in version_sweep.rs).
+//! naming an unknown node is refused, both APIs answer in schema at every
+//! version the node advertises (decoded strictly, as in version_sweep.rs),
+//! and the dynamic node configs behave as Kafka's (a cluster default under a
+//! node's own value, bad keys and unknown nodes refused). The throttle's
+//! effect on the replication rate is not measured here.
 
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
@@ -23,6 +29,7 @@ use kafka_protocol::messages::alter_partition_reassignments_request::{
 use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -32,6 +39,12 @@ use weir_tests::{raw, workspace_bin};
 
 const TOPIC: &str = "moving";
 const RECORDS: usize = 500;
+/// `--throttle` for the first move: generous, so the test does not wait on it.
+const THROTTLE: &str = "10000000";
+const LEADER_RATE: &str = "leader.replication.throttled.rate";
+const FOLLOWER_RATE: &str = "follower.replication.throttled.rate";
+const LEADER_REPLICAS: &str = "leader.replication.throttled.replicas";
+const FOLLOWER_REPLICAS: &str = "follower.replication.throttled.replicas";
 
 /// Runs the `weir` CLI against `bootstrap`, with `stdin` as its input.
 fn weir_at(bootstrap: &str, args: &[&str], stdin: &str) -> Output {
@@ -181,6 +194,88 @@ fn protocol_checks(dev: &DevCluster, original: i32) {
     }
 }
 
+/// `weir configs describe` as JSON: config name → (value, source). `entity`
+/// is `["--entity-type", ..., "--entity-name", ...]` or the like.
+fn configs(dev: &DevCluster, entity: &[&str]) -> BTreeMap<String, (String, String)> {
+    let args: Vec<&str> =
+        ["--output", "json", "configs", "describe"].iter().chain(entity).copied().collect();
+    let out: serde_json::Value = serde_json::from_str(&dev.weir(&args)).expect("JSON");
+    out["configs"]
+        .as_array()
+        .expect("a configs list")
+        .iter()
+        .map(|c| {
+            let field = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            (field("name"), (field("value"), field("source")))
+        })
+        .collect()
+}
+
+fn node_configs(dev: &DevCluster, node: i32) -> BTreeMap<String, (String, String)> {
+    configs(dev, &["--entity-type", "nodes", "--entity-name", &node.to_string()])
+}
+
+fn topic_configs(dev: &DevCluster) -> BTreeMap<String, (String, String)> {
+    configs(dev, &["--entity-type", "topics", "--entity-name", TOPIC])
+}
+
+fn value_of(c: &BTreeMap<String, (String, String)>, key: &str) -> Option<(String, String)> {
+    c.get(key).cloned()
+}
+
+fn pair(value: &str, source: &str) -> Option<(String, String)> {
+    Some((value.to_string(), source.to_string()))
+}
+
+/// Dynamic node configs through `weir configs`: a cluster default applies
+/// to every node, a node's own value wins, and both go away again; keys
+/// other than the throttle rates, bad values and unknown nodes are refused.
+fn node_config_checks(dev: &DevCluster) {
+    let alter = |entity: &[&str], change: &[&str]| {
+        let mut args = vec!["configs", "alter", "--entity-type", "nodes"];
+        args.extend(entity);
+        args.extend(change);
+        weir_at(&dev.bootstrap, &args, "")
+    };
+    let default = ["--entity-default"];
+    ok(alter(&default, &["--add-config", &format!("{FOLLOWER_RATE}=5000")]), "set default");
+    ok(
+        alter(&["--entity-name", "2"], &["--add-config", &format!("{FOLLOWER_RATE}=7000")]),
+        "set 2",
+    );
+    let dflt = configs(dev, &["--entity-type", "nodes", "--entity-default"]);
+    assert_eq!(dflt.len(), 1, "only the dynamic defaults: {dflt:?}");
+    assert_eq!(value_of(&dflt, FOLLOWER_RATE), pair("5000", "DYNAMIC_DEFAULT_BROKER_CONFIG"));
+    let one = node_configs(dev, 1);
+    assert_eq!(value_of(&one, FOLLOWER_RATE), pair("5000", "DYNAMIC_DEFAULT_BROKER_CONFIG"));
+    assert_eq!(value_of(&one, "node.id"), pair("1", "STATIC_BROKER_CONFIG"));
+    assert_eq!(value_of(&one, LEADER_RATE), None);
+    let two = node_configs(dev, 2);
+    assert_eq!(value_of(&two, FOLLOWER_RATE), pair("7000", "DYNAMIC_BROKER_CONFIG"));
+
+    for (entity, change, error) in [
+        (&["--entity-name", "1"][..], "log.retention.ms=1".to_string(), "INVALID_CONFIG"),
+        (&["--entity-name", "1"][..], format!("{LEADER_RATE}=-1"), "INVALID_CONFIG"),
+        (&["--entity-name", "9"][..], format!("{LEADER_RATE}=1"), "INVALID_REQUEST"),
+    ] {
+        let out = alter(entity, &["--add-config", &change]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(error),
+            "{change} on {entity:?}: {stderr}"
+        );
+    }
+
+    ok(alter(&default, &["--delete-config", FOLLOWER_RATE]), "delete default");
+    ok(alter(&["--entity-name", "2"], &["--delete-config", FOLLOWER_RATE]), "delete 2");
+    let dflt = configs(dev, &["--entity-type", "nodes", "--entity-default"]);
+    assert!(dflt.is_empty(), "{dflt:?}");
+    for n in 1..=3 {
+        let c = node_configs(dev, n);
+        assert!(!c.contains_key(FOLLOWER_RATE) && !c.contains_key(LEADER_RATE), "{n}: {c:?}");
+    }
+}
+
 fn wait_for(what: &str, dev: &DevCluster, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done() {
@@ -211,6 +306,7 @@ fn reassignment_grows_the_replication_factor_and_moves_replicas() {
     eprintln!("topic {TOPIC} on node {original}, {RECORDS} records");
 
     protocol_checks(&dev, original);
+    node_config_checks(&dev);
 
     // Nothing in progress yet.
     let listed = dev.weir(&["reassign", "--list"]);
@@ -228,11 +324,13 @@ fn reassignment_grows_the_replication_factor_and_moves_replicas() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("INVALID_REPLICA_ASSIGNMENT"), "{stdout}");
 
-    // 1. Replication factor 1 → 3; the original node stays the preferred leader.
+    // 1. Replication factor 1 → 3, throttled; the original node stays the
+    // preferred leader.
     let grow: Vec<i32> = std::iter::once(original).chain(others.iter().copied()).collect();
     let grow_plan = plan(files.path(), "grow.json", &grow);
     let started = Instant::now();
-    let out = dev.weir(&["reassign", "--execute", grow_plan.to_str().unwrap()]);
+    let grow_path = grow_plan.to_str().unwrap();
+    let out = dev.weir(&["reassign", "--execute", grow_path, "--throttle", THROTTLE]);
     assert!(out.contains("started"), "{out}");
     // What to roll back to comes first.
     let rollback = format!("\"replicas\":[{original}]");
@@ -240,8 +338,33 @@ fn reassignment_grows_the_replication_factor_and_moves_replicas() {
         out.contains("Current partition replica assignment") && out.contains(&rollback),
         "{out}"
     );
+    assert!(out.contains(&format!("throttle limit was set to {THROTTLE} B/s")), "{out}");
+    // The rates on every node involved (all three), the replicas on the topic:
+    // the original node's as leader, the new ones' as followers.
+    for n in 1..=3 {
+        let c = node_configs(&dev, n);
+        for key in [LEADER_RATE, FOLLOWER_RATE] {
+            assert_eq!(value_of(&c, key), pair(THROTTLE, "DYNAMIC_BROKER_CONFIG"), "{n}: {c:?}");
+        }
+    }
+    let followers = format!("0:{},0:{}", others[0], others[1]);
+    let t = topic_configs(&dev);
+    assert_eq!(
+        value_of(&t, LEADER_REPLICAS),
+        pair(&format!("0:{original}"), "DYNAMIC_TOPIC_CONFIG")
+    );
+    assert_eq!(value_of(&t, FOLLOWER_REPLICAS), pair(&followers, "DYNAMIC_TOPIC_CONFIG"));
+    // The --verify that finds the move complete removes the throttle.
     verify_until_complete(&dev, &grow_plan);
-    eprintln!("{grow:?}: complete after {:?}", started.elapsed());
+    eprintln!("{grow:?}: complete after {:?} (throttled)", started.elapsed());
+    for n in 1..=3 {
+        let c = node_configs(&dev, n);
+        assert!(!c.contains_key(LEADER_RATE) && !c.contains_key(FOLLOWER_RATE), "{n}: {c:?}");
+    }
+    let t = topic_configs(&dev);
+    assert!(!t.contains_key(LEADER_REPLICAS) && !t.contains_key(FOLLOWER_REPLICAS), "{t:?}");
+    let out = dev.weir(&["reassign", "--verify", grow_path]);
+    assert!(out.contains("complete") && out.contains("Throttle was removed."), "{out}");
     let (leader, replicas, mut isr) = describe(&dev);
     assert_eq!((leader, replicas), (original.to_string(), grow.clone()));
     isr.sort_unstable();

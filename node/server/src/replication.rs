@@ -81,6 +81,69 @@ pub struct ShardReplication {
     fetchers: RefCell<HashSet<NodeId>>,
     /// Notified when requests are added to `pending`.
     work: event_listener::Event,
+    /// Replication throttle (Kafka's `*.replication.throttled.rate` and
+    /// `*.replication.throttled.replicas`), from the metadata image.
+    throttle: RefCell<Throttle>,
+}
+
+/// A byte-rate quota refilled continuously. It may go below zero (a batch
+/// is never split), which holds the next throttled transfer back until it
+/// has refilled: the average rate is the configured one.
+#[derive(Debug)]
+struct Quota {
+    /// This shard's share of the node's rate; `None`: unlimited.
+    bytes_per_sec: Option<f64>,
+    tokens: f64,
+    refilled: std::time::Instant,
+}
+
+impl Default for Quota {
+    fn default() -> Quota {
+        Quota { bytes_per_sec: None, tokens: 0.0, refilled: std::time::Instant::now() }
+    }
+}
+
+impl Quota {
+    fn set_rate(&mut self, bytes_per_sec: Option<f64>) {
+        if self.bytes_per_sec != bytes_per_sec {
+            self.refill();
+            self.bytes_per_sec = bytes_per_sec;
+            self.tokens = self.tokens.min(bytes_per_sec.unwrap_or(0.0));
+        }
+    }
+
+    fn refill(&mut self) {
+        let now = std::time::Instant::now();
+        if let Some(rate) = self.bytes_per_sec {
+            let elapsed = now.duration_since(self.refilled).as_secs_f64();
+            // At most one second's worth banked: no burst after a quiet spell.
+            self.tokens = (self.tokens + elapsed * rate).min(rate);
+        }
+        self.refilled = now;
+    }
+
+    /// Whether a throttled transfer may go now.
+    fn allows(&mut self) -> bool {
+        self.refill();
+        self.bytes_per_sec.is_none() || self.tokens > 0.0
+    }
+
+    fn consume(&mut self, bytes: usize) {
+        if self.bytes_per_sec.is_some() {
+            self.tokens -= bytes as f64;
+        }
+    }
+}
+
+/// The throttle in force on this shard.
+#[derive(Debug, Default)]
+struct Throttle {
+    leader: Quota,
+    follower: Quota,
+    /// Partitions whose leader side (here) is throttled.
+    leader_replicas: HashSet<TopicPartition>,
+    /// Partitions whose follower side (here) is throttled.
+    follower_replicas: HashSet<TopicPartition>,
 }
 
 /// The controller's record of a partition, as the replica core takes it.
@@ -180,30 +243,51 @@ fn ensure_fetcher(shard: &Rc<Shard>, leader: NodeId) {
     .detach();
 }
 
-/// Sends this shard's requests to `leader`, one combined request at a time,
-/// until there is nothing more to send for a while.
+/// Sends this shard's requests to `leader`, one combined request at a time.
+/// Lives until shutdown once started (one per leader node ever followed, so
+/// bounded by the cluster's size): a task that ends while the QUIC thread
+/// may still hold its waker is what glommio 0.9's foreign-wake race needs.
 async fn fetcher(shard: &Rc<Shard>, leader: NodeId) {
-    let mut idle_rounds = 0;
     while !shard.shutting_down.get() {
         let batch: Vec<Pending> = {
             let mut pending = shard.replication.pending.borrow_mut();
-            pending.remove(&leader).map(|m| m.into_values().collect()).unwrap_or_default()
-        };
-        if batch.is_empty() {
-            idle_rounds += 1;
-            if idle_rounds > 100 {
-                return;
+            let mut throttle = shard.replication.throttle.borrow_mut();
+            let over_quota = !throttle.follower.allows();
+            let mut batch = Vec::new();
+            if let Some(waiting) = pending.get_mut(&leader) {
+                // Over the follower quota, throttled partitions' fetches wait
+                // (epoch queries and unthrottled partitions go on).
+                let held = |p: &Pending| {
+                    over_quota
+                        && matches!(p.transmit.request, ReplicaRequest::Fetch(_))
+                        && throttle.follower_replicas.contains(&p.tp)
+                };
+                let ready: Vec<TopicPartition> =
+                    waiting.values().filter(|p| !held(p)).map(|p| p.tp.clone()).collect();
+                for tp in ready {
+                    batch.extend(waiting.remove(&tp));
+                }
+                if waiting.is_empty() {
+                    pending.remove(&leader);
+                }
             }
+            batch
+        };
+        if batch.is_empty() && shard.replication.pending.borrow().contains_key(&leader) {
+            // Held back by the follower quota: wait for it to refill.
+            glommio::timer::sleep(Duration::from_millis(TICK_MS)).await;
+            continue;
+        }
+        if batch.is_empty() {
             let listener = shard.replication.work.listen();
             if shard.replication.pending.borrow().contains_key(&leader) {
                 continue;
             }
-            let sleep = glommio::timer::sleep(Duration::from_millis(TICK_MS));
+            let sleep = glommio::timer::sleep(Duration::from_millis(100 * TICK_MS));
             futures::pin_mut!(sleep);
             let _ = futures::future::select(listener, sleep).await;
             continue;
         }
-        idle_rounds = 0;
         exchange(shard, leader, batch).await;
     }
 }
@@ -272,6 +356,9 @@ async fn exchange(shard: &Rc<Shard>, leader: NodeId, batch: Vec<Pending>) {
             let bodies: Vec<(FetchPartitionResponse, Bytes)> =
                 response.split_body(&frame.body).map(|(r, b)| (r.clone(), b)).collect();
             for (p, (r, records)) in batch.into_iter().zip(bodies) {
+                if shard.replication.throttle.borrow().follower_replicas.contains(&p.tp) {
+                    shard.replication.throttle.borrow_mut().follower.consume(records.len());
+                }
                 deliver(shard, p, &r, records, now).await;
             }
         }
@@ -569,7 +656,21 @@ async fn serve_local(
                 None => (error_response(&w.part, 3), Bytes::new()),
                 Some(p) => {
                     listeners.push(p.appended.listen());
-                    serve_partition(&p, follower, broker_epoch, &w.part, max_bytes).await
+                    // A throttled partition over its quota sends nothing this
+                    // round (its follower fetches again); others are not held.
+                    let throttled =
+                        shard.replication.throttle.borrow().leader_replicas.contains(&tp);
+                    let budget =
+                        if throttled && !shard.replication.throttle.borrow_mut().leader.allows() {
+                            0
+                        } else {
+                            max_bytes
+                        };
+                    let answer = serve_partition(&p, follower, broker_epoch, &w.part, budget).await;
+                    if throttled {
+                        shard.replication.throttle.borrow_mut().leader.consume(answer.1.len());
+                    }
+                    answer
                 }
             };
             any |= !answer.1.is_empty()
@@ -629,6 +730,7 @@ async fn serve_partition(
     p.update_high_watermark();
     fill(&mut r, p);
     match answer {
+        FetchAnswer::Records { .. } if max_bytes == 0 => {}
         FetchAnswer::Records { from, to, .. } => {
             match p.read_for_follower(from, to, max_bytes).await {
                 Ok(bytes) => return (r, bytes),
@@ -681,6 +783,7 @@ pub async fn apply_states(shard: &Rc<Shard>) {
         }
         out
     });
+    refresh_throttle(shard);
     let now = now_ms();
     for (tp, state) in states {
         let Some(p) = shard.partition(&tp) else { continue };
@@ -696,4 +799,46 @@ pub async fn apply_states(shard: &Rc<Shard>) {
         }
         collect_output(shard, &p);
     }
+}
+
+/// Rebuilds the shard's throttle from the image: the node's rates (its own
+/// value, else the cluster default; split evenly over the shards) and the
+/// throttled replicas of the partitions this shard hosts.
+fn refresh_throttle(shard: &Rc<Shard>) {
+    let me = shard.node_id;
+    let (rates, leader_replicas, follower_replicas) = crate::metadata_sync::with_image(|image| {
+        let rates = image.replication_throttle(me);
+        let (mut leader, mut follower) = (HashSet::new(), HashSet::new());
+        for t in image.topics.values() {
+            let Some(config) = image.topic_config(&t.name) else { continue };
+            let (l, f) = (
+                &config.leader_replication_throttled_replicas,
+                &config.follower_replication_throttled_replicas,
+            );
+            if *l == weir_controller::ThrottledReplicas::None
+                && *f == weir_controller::ThrottledReplicas::None
+            {
+                continue;
+            }
+            for p in &t.partitions {
+                let tp = TopicPartition::new(t.name.clone(), p.partition.0);
+                if shard.shard_for(&tp) != shard.id || !p.replicas.contains(&me) {
+                    continue;
+                }
+                if l.contains(p.partition.0, me) {
+                    leader.insert(tp.clone());
+                }
+                if f.contains(p.partition.0, me) {
+                    follower.insert(tp);
+                }
+            }
+        }
+        (rates, leader, follower)
+    });
+    let share = |rate: Option<u64>| rate.map(|r| r as f64 / shard.shard_count as f64);
+    let mut t = shard.replication.throttle.borrow_mut();
+    t.leader.set_rate(share(rates.leader_bytes_per_sec));
+    t.follower.set_rate(share(rates.follower_bytes_per_sec));
+    t.leader_replicas = leader_replicas;
+    t.follower_replicas = follower_replicas;
 }

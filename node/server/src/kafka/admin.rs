@@ -1,7 +1,12 @@
-//! Admin APIs: topics (create, delete, partitions), topic configs (describe,
-//! alter, incremental alter), DeleteRecords, DescribeCluster, ElectLeaders
-//! and partition reassignments (AlterPartitionReassignments,
-//! ListPartitionReassignments).
+//! Admin APIs: topics (create, delete, partitions), configs of topics and
+//! nodes (describe, alter, incremental alter), DeleteRecords,
+//! DescribeCluster, ElectLeaders and partition reassignments
+//! (AlterPartitionReassignments, ListPartitionReassignments).
+//!
+//! A node's configs (BROKER resources, named by node id, or `""` for the
+//! cluster default) are its static settings, which only it knows and
+//! describes, and the dynamic configs kept in the controller's metadata (the
+//! replication throttle rates), which any node alters for any node.
 //!
 //! Topic and config changes are commands to the controller, which validates
 //! them and records them in its metadata log. A successful change is
@@ -27,7 +32,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use weir_controller::config::{ConfigOp, ConfigOpType};
+use weir_controller::config::{ConfigEntry, ConfigOp, ConfigOpType};
 use weir_controller::{Command, CommandResult, ControllerError, PartitionAssignment, TopicRef};
 use weir_proto::{NodeId, Offset, PartitionId, TopicPartition};
 
@@ -323,35 +328,22 @@ pub async fn describe_configs(
                     result.configs = entries
                         .into_iter()
                         .filter(|e| wanted(&e.name))
-                        .map(|e| {
-                            let synonyms = if req.include_synonyms {
-                                e.synonyms
-                                    .iter()
-                                    .map(|sy| {
-                                        DescribeConfigsSynonym::default()
-                                            .with_name(s(sy.name.clone()))
-                                            .with_value(Some(s(sy.value.clone())))
-                                            .with_source(sy.source.kafka_code())
-                                    })
-                                    .collect()
-                            } else {
-                                Vec::new()
-                            };
-                            DescribeConfigsResourceResult::default()
-                                .with_name(s(e.name))
-                                .with_value(e.value.map(s))
-                                .with_read_only(e.read_only)
-                                .with_config_source(e.source.kafka_code())
-                                .with_is_sensitive(e.sensitive)
-                                .with_synonyms(synonyms)
-                                .with_config_type(e.config_type.kafka_code())
-                                .with_documentation(req.include_documentation.then(|| s(e.doc)))
-                        })
+                        .map(|e| described(e, req.include_synonyms, req.include_documentation))
                         .collect();
                 }
             },
-            RESOURCE_BROKER if name.is_empty() || name == shard.node_id.0.to_string() => {
-                result.configs = broker_configs(&shard)
+            // The cluster default: only the dynamic configs set for it, as
+            // Kafka answers for the empty broker name.
+            RESOURCE_BROKER if name.is_empty() => {
+                result.configs = with_image(|i| i.describe_node_configs(None))
+                    .into_iter()
+                    .filter(|e| wanted(&e.name))
+                    .map(|e| described(e, req.include_synonyms, req.include_documentation))
+                    .collect();
+            }
+            RESOURCE_BROKER if name == shard.node_id.0.to_string() => {
+                let dynamic = with_image(|i| i.describe_node_configs(Some(shard.node_id)));
+                let mut configs: Vec<DescribeConfigsResourceResult> = broker_configs(&shard)
                     .into_iter()
                     .filter(|(k, _)| wanted(k))
                     .map(|(k, v)| {
@@ -362,6 +354,13 @@ pub async fn describe_configs(
                             .with_config_source(4)
                     })
                     .collect();
+                configs.extend(
+                    dynamic
+                        .into_iter()
+                        .filter(|e| wanted(&e.name))
+                        .map(|e| described(e, req.include_synonyms, req.include_documentation)),
+                );
+                result.configs = configs;
             }
             _ => {
                 result = result
@@ -375,6 +374,36 @@ pub async fn describe_configs(
         results.push(result);
     }
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// One DescribeConfigs row from the controller's description of a config.
+fn described(
+    e: ConfigEntry,
+    include_synonyms: bool,
+    include_documentation: bool,
+) -> DescribeConfigsResourceResult {
+    let synonyms = if include_synonyms {
+        e.synonyms
+            .iter()
+            .map(|sy| {
+                DescribeConfigsSynonym::default()
+                    .with_name(s(sy.name.clone()))
+                    .with_value(Some(s(sy.value.clone())))
+                    .with_source(sy.source.kafka_code())
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    DescribeConfigsResourceResult::default()
+        .with_name(s(e.name))
+        .with_value(e.value.map(s))
+        .with_read_only(e.read_only)
+        .with_config_source(e.source.kafka_code())
+        .with_is_sensitive(e.sensitive)
+        .with_synonyms(synonyms)
+        .with_config_type(e.config_type.kafka_code())
+        .with_documentation(include_documentation.then(|| s(e.doc)))
 }
 
 async fn alter_topic_config(
@@ -399,11 +428,51 @@ async fn alter_topic_config(
     Ok(())
 }
 
-fn not_topic(resource_type: i8) -> (i16, String) {
+/// The node a BROKER resource names: `None` for `""` (the cluster default).
+/// Kafka's checks and messages.
+fn broker_resource(name: &str) -> Result<Option<NodeId>, ControllerError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    match name.parse::<i32>() {
+        Ok(id) if id < 0 => {
+            Err(ControllerError::InvalidRequest("Invalid negative broker ID.".into()))
+        }
+        Ok(id) => Ok(Some(NodeId(id))),
+        Err(_) => Err(ControllerError::InvalidRequest(
+            "Unable to parse broker name as a base 10 number.".into(),
+        )),
+    }
+}
+
+/// Changes the dynamic configs of the node a BROKER resource names (or the
+/// cluster default); answered once every shard of this node sees them.
+async fn alter_node_config(
+    shard: &Rc<Shard>,
+    name: &str,
+    ops: Vec<ConfigOp>,
+    replace_all: bool,
+    validate_only: bool,
+) -> Result<(), ControllerError> {
+    let node = broker_resource(name)?;
+    let cmd = Command::AlterNodeConfigs { node, ops, replace_all, validate_only };
+    if let CommandResult::NodeConfigsAltered { overrides, .. } = shard.submit(cmd).await?
+        && !validate_only
+    {
+        let key = weir_controller::config::node_config_key(node);
+        await_shards(shard, move |_| {
+            with_image(|i| i.node_configs.get(&key).cloned().unwrap_or_default() == overrides)
+        })
+        .await;
+    }
+    Ok(())
+}
+
+fn unsupported_resource(resource_type: i8) -> (i16, String) {
     (
         ResponseError::InvalidRequest.code(),
         format!(
-            "altering configs of resource type {resource_type} is not supported; only topics (2)"
+            "altering configs of resource type {resource_type} is not supported; only topics (2) and brokers (4)"
         ),
     )
 }
@@ -414,21 +483,24 @@ pub async fn alter_configs(shard: Rc<Shard>, req: AlterConfigsRequest) -> AlterC
         let mut r = alter_configs_response::AlterConfigsResourceResponse::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
-        let outcome = if res.resource_type != RESOURCE_TOPIC {
-            Err(not_topic(res.resource_type))
-        } else {
-            let ops = res
-                .configs
-                .iter()
-                .map(|c| ConfigOp {
-                    key: c.name.to_string(),
-                    op: ConfigOpType::Set,
-                    value: c.value.as_ref().map(|v| v.to_string()),
-                })
-                .collect();
-            alter_topic_config(&shard, res.resource_name.to_string(), ops, true, req.validate_only)
+        let ops = res
+            .configs
+            .iter()
+            .map(|c| ConfigOp {
+                key: c.name.to_string(),
+                op: ConfigOpType::Set,
+                value: c.value.as_ref().map(|v| v.to_string()),
+            })
+            .collect();
+        let name = res.resource_name.to_string();
+        let outcome = match res.resource_type {
+            RESOURCE_TOPIC => alter_topic_config(&shard, name, ops, true, req.validate_only)
                 .await
-                .map_err(|e| (e.kafka_code(), e.message()))
+                .map_err(|e| (e.kafka_code(), e.message())),
+            RESOURCE_BROKER => alter_node_config(&shard, &name, ops, true, req.validate_only)
+                .await
+                .map_err(|e| (e.kafka_code(), e.message())),
+            other => Err(unsupported_resource(other)),
         };
         if let Err((code, msg)) = outcome {
             r = r.with_error_code(code).with_error_message(Some(s(msg)));
@@ -447,8 +519,9 @@ pub async fn incremental_alter_configs(
         let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
-        let outcome = if res.resource_type != RESOURCE_TOPIC {
-            Err(not_topic(res.resource_type))
+        let outcome = if res.resource_type != RESOURCE_TOPIC && res.resource_type != RESOURCE_BROKER
+        {
+            Err(unsupported_resource(res.resource_type))
         } else {
             let mut ops = Vec::new();
             let mut bad = None;
@@ -462,17 +535,17 @@ pub async fn incremental_alter_configs(
                     None => bad = Some(format!("unknown config operation {}", c.config_operation)),
                 }
             }
+            let name = res.resource_name.to_string();
             match bad {
                 Some(msg) => Err((ResponseError::InvalidRequest.code(), msg)),
-                None => alter_topic_config(
-                    &shard,
-                    res.resource_name.to_string(),
-                    ops,
-                    false,
-                    req.validate_only,
-                )
-                .await
-                .map_err(|e| (e.kafka_code(), e.message())),
+                None if res.resource_type == RESOURCE_BROKER => {
+                    alter_node_config(&shard, &name, ops, false, req.validate_only)
+                        .await
+                        .map_err(|e| (e.kafka_code(), e.message()))
+                }
+                None => alter_topic_config(&shard, name, ops, false, req.validate_only)
+                    .await
+                    .map_err(|e| (e.kafka_code(), e.message())),
             }
         };
         if let Err((code, msg)) = outcome {
