@@ -143,6 +143,11 @@ pub fn spawn_background(shard: &Rc<Shard>) {
                 if let Err(e) = p.enforce_retention(now_ms()).await {
                     tracing::warn!(partition = %p.tp, "retention: {e}");
                 }
+                // After a restart the HW starts here (a stale value is safe:
+                // it only ever moves forward from it).
+                if let Err(e) = p.checkpoint_high_watermark() {
+                    tracing::warn!(partition = %p.tp, "high-watermark checkpoint: {e}");
+                }
             }
         }
     })

@@ -183,6 +183,23 @@ impl Shard {
         self.partitions.borrow().get(tp).cloned()
     }
 
+    /// The error for a partition not hosted on this shard: NOT_LEADER_OR_FOLLOWER
+    /// when the topic and partition exist (the client's metadata is stale:
+    /// another node hosts it), else UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn not_hosted_error(&self, tp: &TopicPartition) -> i16 {
+        use kafka_protocol::error::ResponseError;
+        let md = self.metadata.borrow();
+        let exists = md
+            .topics
+            .get(&tp.topic)
+            .is_some_and(|t| (0..t.partitions.len() as i32).contains(&tp.partition.0));
+        if exists {
+            ResponseError::NotLeaderOrFollower.code()
+        } else {
+            ResponseError::UnknownTopicOrPartition.code()
+        }
+    }
+
     /// Runs `f` on shard `target` and returns its result.
     ///
     /// The answer comes back as a job through this shard's own inbox, so the

@@ -166,11 +166,14 @@ fn follower_copies_and_old_leader_truncates_to_the_new_leaders_epoch() {
         assert_eq!(from_a, from_b, "both logs hold the same batches, byte for byte");
         assert_eq!((from_a[7].0, from_a[7].2), (35, 1), "epoch 1 starts at the cut");
 
-        // The cut survives a restart, and the epoch checkpoint with it.
+        // The cut survives a restart, and the epoch and HW checkpoints with it.
+        let hw = a.high_watermark();
+        assert!(hw > Offset(30), "the follower learned the leader's HW: {hw:?}");
         a.close().await.unwrap();
         drop(a);
         let a = open(d1.path(), 1).await;
         assert_eq!(a.log_end_offset(), Offset(55));
+        assert_eq!(a.high_watermark(), hw, "the HW restarts from its checkpoint");
         assert_eq!(batches(&a).await, from_b);
         let epochs =
             std::fs::read_to_string(d1.path().join("r-0/leader-epoch-checkpoint")).unwrap();

@@ -22,6 +22,8 @@ struct Item {
     tp: TopicPartition,
     offset: Offset,
     max_bytes: usize,
+    /// The consumer's idea of the leader epoch (KIP-320, v9+; −1: none).
+    current_leader_epoch: i32,
 }
 
 #[derive(Debug, Clone)]
@@ -39,7 +41,7 @@ async fn read_local(shard: Rc<Shard>, items: Vec<Item>, mut budget: usize) -> Ve
         let Some(p) = shard.partition(&item.tp) else {
             out.push(ItemResult {
                 slot: item.slot,
-                error_code: ResponseError::UnknownTopicOrPartition.code(),
+                error_code: shard.not_hosted_error(&item.tp),
                 high_watermark: -1,
                 log_start_offset: -1,
                 records: Bytes::new(),
@@ -48,10 +50,22 @@ async fn read_local(shard: Rc<Shard>, items: Vec<Item>, mut budget: usize) -> Ve
         };
         // Consumers read from the leader (follower fetching, KIP-392, is not
         // offered): a stale client is sent to look the leader up again.
-        if !crate::replication::is_leader(&p) {
+        // A consumer in an older epoch refreshes its metadata (and checks
+        // its position for truncation); one in a newer epoch retries.
+        let epoch = p.leader_epoch().0;
+        let error = if !crate::replication::is_leader(&p) {
+            Some(ResponseError::NotLeaderOrFollower.code())
+        } else if item.current_leader_epoch >= 0 && item.current_leader_epoch < epoch {
+            Some(ResponseError::FencedLeaderEpoch.code())
+        } else if item.current_leader_epoch > epoch {
+            Some(ResponseError::UnknownLeaderEpoch.code())
+        } else {
+            None
+        };
+        if let Some(error_code) = error {
             out.push(ItemResult {
                 slot: item.slot,
-                error_code: ResponseError::NotLeaderOrFollower.code(),
+                error_code,
                 high_watermark: -1,
                 log_start_offset: -1,
                 records: Bytes::new(),
@@ -163,6 +177,7 @@ pub async fn handle(
                         tp: tp.clone(),
                         offset: Offset(p.fetch_offset),
                         max_bytes: p.partition_max_bytes.max(0) as usize,
+                        current_leader_epoch: p.current_leader_epoch,
                     };
                     by_shard.entry(shard.shard_for(&tp)).or_default().push(item);
                 }

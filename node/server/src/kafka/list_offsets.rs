@@ -23,7 +23,7 @@ struct Answer {
 async fn lookup_local(shard: Rc<Shard>, tp: TopicPartition, timestamp: i64) -> Answer {
     let fail = |code: i16| Answer { error_code: code, timestamp: -1, offset: -1, leader_epoch: -1 };
     let Some(p) = shard.partition(&tp) else {
-        return fail(ResponseError::UnknownTopicOrPartition.code());
+        return fail(shard.not_hosted_error(&tp));
     };
     if !crate::replication::is_leader(&p) {
         return fail(ResponseError::NotLeaderOrFollower.code());

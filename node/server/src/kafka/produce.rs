@@ -41,7 +41,7 @@ pub async fn append_local(
     timeout_ms: i64,
 ) -> PartitionOutcome {
     let Some(partition) = shard.partition(&tp) else {
-        return PartitionOutcome::error(ResponseError::UnknownTopicOrPartition.code(), None);
+        return PartitionOutcome::error(shard.not_hosted_error(&tp), None);
     };
     match partition.append(&records, acks, timeout_ms, now_ms()).await {
         Ok(a) => {

@@ -1370,7 +1370,7 @@ impl Partition {
             file.fdatasync().await.map_err(std::io::Error::from)
         };
         sealed.await.map_err(|e| self.fail(format!("sealing at shutdown: {e}")))?;
-        Ok(())
+        self.checkpoint_high_watermark()
     }
 
     /// Removes the partition's folder (topic deletion).
