@@ -27,8 +27,8 @@ fn ephemeral_port_low() -> u16 {
 
 /// A Kafka port P for which every port a cluster of `nodes` nodes and
 /// `members` controller members binds is free right now: Kafka P..P+n-1,
-/// member ports P+100+i (TCP), P+200+i (UDP), P+300+i (TCP), node ports
-/// P+400+i (UDP), P+500+i (TCP). Drawn below the ephemeral range when there
+/// member ports P+100+i (TCP and UDP), P+200+i (UDP), P+300+i (TCP), node
+/// ports P+400+i (UDP), P+500+i (TCP). Drawn below the ephemeral range when there
 /// is room, so that no client connection on this busy machine takes one of
 /// them in the meantime.
 pub fn free_base_port(nodes: u16, members: u16) -> u16 {
@@ -42,7 +42,10 @@ pub fn free_base_port(nodes: u16, members: u16) -> u16 {
             .map(|i| p + i)
             .chain((1..=members).flat_map(|i| [p + 100 + i, p + 300 + i]))
             .chain((1..=nodes).map(|i| p + 500 + i));
-        let udp = (1..=members).map(|i| p + 200 + i).chain((1..=nodes).map(|i| p + 400 + i));
+        // Members' node-facing port is UDP (QUIC) with a tls_dir, TCP without.
+        let udp = (1..=members)
+            .flat_map(|i| [p + 100 + i, p + 200 + i])
+            .chain((1..=nodes).map(|i| p + 400 + i));
         let tcp_free = tcp.into_iter().all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
         if tcp_free && udp.into_iter().all(|port| UdpSocket::bind(("127.0.0.1", port)).is_ok()) {
             return p;
@@ -55,7 +58,8 @@ pub fn free_base_port(nodes: u16, members: u16) -> u16 {
 /// children, through PR_SET_PDEATHSIG) when dropped.
 pub struct DevCluster {
     child: Option<Child>,
-    dir: tempfile::TempDir,
+    /// Kept (not deleted) when the test fails or `WEIR_TEST_KEEP` is set.
+    dir: Option<tempfile::TempDir>,
     log: PathBuf,
     pub nodes: u16,
     pub members: u16,
@@ -92,7 +96,7 @@ impl DevCluster {
         });
         let mut dev = DevCluster {
             child: Some(child),
-            dir,
+            dir: Some(dir),
             log,
             nodes,
             members,
@@ -120,7 +124,7 @@ impl DevCluster {
 
     /// The data folder `weir dev` was given.
     pub fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.dir.as_ref().expect("data folder").path().join("data")
     }
 
     pub fn node_config(&self, i: u16) -> PathBuf {
@@ -218,6 +222,11 @@ impl Drop for DevCluster {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::thread::panicking() || std::env::var_os("WEIR_TEST_KEEP").is_some() {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("cluster data and logs kept in {}", dir.keep().display());
+            }
         }
     }
 }
