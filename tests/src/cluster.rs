@@ -223,10 +223,9 @@ impl Drop for DevCluster {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if std::thread::panicking() || std::env::var_os("WEIR_TEST_KEEP").is_some() {
-            if let Some(dir) = self.dir.take() {
-                eprintln!("cluster data and logs kept in {}", dir.keep().display());
-            }
+        let keep = std::thread::panicking() || std::env::var_os("WEIR_TEST_KEEP").is_some();
+        if keep && let Some(dir) = self.dir.take() {
+            eprintln!("cluster data and logs kept in {}", dir.keep().display());
         }
     }
 }
