@@ -13,14 +13,16 @@ use weir_node::config::{Durability, NodeConfig};
 use weir_node::limits::Limits;
 use weir_node::rt::{dma_probe, run_local};
 use weir_node::storage::cache::ShardCache;
-use weir_node::storage::partition::{Partition, StorageEnv, TopicSettings};
+use weir_node::storage::partition::{Partition, PartitionError, StorageEnv, TopicSettings};
 use weir_node::storage::space::DirSpace;
 use weir_node_core::log::LogConfig;
 use weir_node_core::replica::{
     FetchAnswer, PartitionEpoch, PartitionState, ReplicaConfig, ReplicaRequest,
 };
 use weir_proto::batch::{BatchIter, build};
-use weir_proto::{LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
+use weir_proto::{
+    LeaderEpoch, NodeId, Offset, PartitionId, ProducerEpoch, ProducerId, TopicPartition,
+};
 
 const TOPIC_ID: uuid::Uuid = uuid::Uuid::from_u128(0xfeed);
 const T0: i64 = 1_700_000_000_000;
@@ -153,6 +155,15 @@ fn follower_copies_and_old_leader_truncates_to_the_new_leaders_epoch() {
         // Node 1 comes back as a follower of epoch 1: it asks where epoch 0
         // ends on node 2 (offset 35), cuts its last 3 batches and fetches on.
         a.apply_partition_state(&state(2, 1, 2, &[2]), now).await.unwrap();
+        while a.log_end_offset() > Offset(35) {
+            now += 200;
+            assert!(exchange(&a, &b, now, 1 << 20).await, "node 1 asks where epoch 0 ends");
+        }
+        assert_eq!(a.log_end_offset(), Offset(35), "cut at the end of epoch 0 on node 2");
+        // A produce of epoch 0 still waiting for its flush (the cut holds the
+        // flush lock) waits for offsets that are gone: it fails at once
+        // instead of spinning on a flush with nothing left to write.
+        assert!(matches!(a.wait_persisted(Offset(50)).await, Err(PartitionError::NotLeader)));
         for _ in 0..200 {
             now += 200;
             exchange(&a, &b, now, 1 << 20).await;
@@ -178,5 +189,58 @@ fn follower_copies_and_old_leader_truncates_to_the_new_leaders_epoch() {
         let epochs =
             std::fs::read_to_string(d1.path().join("r-0/leader-epoch-checkpoint")).unwrap();
         assert_eq!(epochs, "0\n2\n0 0\n1 35\n");
+    });
+}
+
+/// One idempotent batch of 5 records: producer 7, sequences 5*seq.. .
+fn idempotent(seq: i32) -> Bytes {
+    let value = vec![b'i'; 100];
+    let records: Vec<build::Record<'_>> = (0..5)
+        .map(|_| build::Record { key: None, value: Some(&value), timestamp_delta: 0 })
+        .collect();
+    let producer =
+        build::Producer { id: ProducerId(7), epoch: ProducerEpoch(0), base_sequence: 5 * seq };
+    Bytes::from(build::batch(&records, T0, producer))
+}
+
+#[test]
+fn a_retry_of_a_batch_cut_away_is_appended_again_not_taken_for_a_duplicate() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    run_local(async {
+        dma_probe(d1.path(), 0).await.unwrap();
+        let a = open(d1.path(), 1).await;
+        let b = open(d2.path(), 2).await;
+        let s = state(1, 0, 0, &[1, 2]);
+        a.apply_partition_state(&s, T0).await.unwrap();
+        b.apply_partition_state(&s, T0).await.unwrap();
+        // Node 1 writes batches 0..5 of producer 7; node 2 copies the first 3.
+        for seq in 0..5 {
+            a.append(&idempotent(seq), 1, 30_000, T0).await.expect("append");
+        }
+        let mut now = T0;
+        while b.log_end_offset() < Offset(15) {
+            now += 1;
+            exchange(&b, &a, now, 1).await;
+        }
+        assert_eq!(b.log_end_offset(), Offset(15));
+        // Node 2 leads epoch 1; node 1 follows it and cuts batches 3 and 4.
+        b.apply_partition_state(&state(2, 1, 1, &[2]), now).await.unwrap();
+        a.apply_partition_state(&state(2, 1, 2, &[2]), now).await.unwrap();
+        for _ in 0..50 {
+            now += 200;
+            exchange(&a, &b, now, 1 << 20).await;
+        }
+        assert_eq!(a.log_end_offset(), Offset(15), "the unreplicated tail is cut");
+        // Node 1 leads again (epoch 2) and the producer retries batch 3: it
+        // is new here now, so it is written (at 15), not answered from the
+        // cut-away copy.
+        a.apply_partition_state(&state(1, 2, 3, &[1]), now).await.unwrap();
+        let retried = a.append(&idempotent(3), 1, 30_000, T0).await.expect("retry");
+        assert_eq!(retried.base_offset, Offset(15));
+        assert_eq!(retried.records_appended, 5, "appended, not a duplicate");
+        assert_eq!(a.log_end_offset(), Offset(20));
+        // A retry of batch 2 (kept) is still a duplicate.
+        let dup = a.append(&idempotent(2), 1, 30_000, T0).await.expect("retry of a kept batch");
+        assert_eq!((dup.base_offset, dup.records_appended), (Offset(10), 0));
     });
 }

@@ -822,9 +822,18 @@ impl Partition {
     }
 
     /// Waits until every offset below `end` is persisted, flushing as needed.
+    ///
+    /// `NotLeader` when the log was cut below `end` meanwhile (this replica
+    /// lost the leadership and truncated to the new leader's log while the
+    /// caller waited, e.g. on the flush lock the truncation holds): those
+    /// offsets are gone and no flush will persist them; looping on a flush
+    /// with nothing to write would never yield and wedge the shard.
     pub async fn wait_persisted(&self, end: Offset) -> Result<(), PartitionError> {
         while self.persisted_offset() < end {
             self.check_failed()?;
+            if self.log_end_offset() < end {
+                return Err(PartitionError::NotLeader);
+            }
             self.flush_once().await?;
         }
         Ok(())
@@ -840,8 +849,10 @@ impl Partition {
             glommio::timer::sleep(delay).await;
             this.write_behind_pending.set(false);
             let end = this.log_end_offset();
-            if let Err(e) = this.wait_persisted(end).await {
-                tracing::error!(partition = %this.tp, "write-behind flush failed: {e}");
+            match this.wait_persisted(end).await {
+                // The log was cut below `end` meanwhile: nothing left to write.
+                Ok(()) | Err(PartitionError::NotLeader) => {}
+                Err(e) => tracing::error!(partition = %this.tp, "write-behind flush failed: {e}"),
             }
         })
         .detach();
@@ -1271,13 +1282,50 @@ impl Partition {
         for ext in ["index", "timeindex"] {
             let _ = std::fs::remove_file(segment_path(&self.dir, base, ext));
         }
+        // Producer state as of the cut, as recovery builds it: the snapshot
+        // taken when this segment started, plus its idempotent batches. A
+        // retried batch that was cut away is then appended again, not taken
+        // for a duplicate of data that is gone.
+        let producers = self.producer_state_at(base, writer.file(), size).await?;
         let mut st = self.state.borrow_mut();
         let mut writer = writer;
         writer.set_preallocate_limit(st.settings.log.segment_bytes);
         st.files.insert(base, writer.file().clone());
         st.writer = writer;
         st.written_offset = st.written_offset.min(offset);
+        st.producers = producers;
         Ok(())
+    }
+
+    /// Rebuilds the producer state of a log that ends in segment `base` at
+    /// `size` bytes (its snapshot, then the segment's batches).
+    async fn producer_state_at(
+        &self,
+        base: Offset,
+        file: &DmaFile,
+        size: u64,
+    ) -> Result<ProducerStateTable, PartitionError> {
+        let max = self.limits.producers_per_partition_max;
+        let mut producers = ProducerStateTable::new(max);
+        if let Ok(bytes) = std::fs::read(segment_path(&self.dir, base, "snapshot")) {
+            match ProducerStateTable::decode_snapshot(&bytes, max) {
+                Ok((_, table)) => producers = table,
+                Err(e) => tracing::warn!(partition = %self.tp, "ignoring producer snapshot: {e}"),
+            }
+        }
+        let (interval, max_batch) = {
+            let st = self.state.borrow();
+            (
+                st.settings.log.index_interval_bytes,
+                st.settings.max_message_bytes.max(1 << 20) + 4096,
+            )
+        };
+        let mut scanner = SegmentScanner::new(base, None, interval, max_batch);
+        scan_file(file, size, 1 << 20, |chunk| scanner.feed(chunk)).await.map_err(io_err)?;
+        for b in scanner.finish().producer_batches {
+            producers.record(b);
+        }
+        Ok(producers)
     }
 
     /// Drops the whole log and restarts it empty at `offset`.
