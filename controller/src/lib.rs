@@ -28,7 +28,8 @@
 //! * [`log`] — the on-disk log and snapshots; a failed write stops the
 //!   controller (fail-stop).
 //! * [`handle`] — [`ControllerHandle`], the node's way in, the same in
-//!   process and over TCP ([`remote`]).
+//!   process and over the network ([`remote`]: QUIC with mutual TLS, or
+//!   plain TCP for development).
 //! * [`raft`] — the controller as a 3- or 5-member Raft quorum (openraft):
 //!   the same state machine, its planned records replicated; every member
 //!   serves nodes, only the leader runs commands.
@@ -62,7 +63,9 @@ pub use handle::{
     ControllerHandle, ControllerJoin, ControllerOptions, PendingSubmit, start_in_process,
     start_in_process_with,
 };
-pub use remote::{connect, connect_with, serve, serve_member_until, serve_until};
+pub use remote::{
+    connect, connect_quic, connect_quic_with, connect_with, serve, serve_member_until, serve_until,
+};
 pub use service::{ControllerConfig, run, run_until};
 pub use sessions::Sessions;
 pub use state::{

@@ -1,8 +1,17 @@
-//! The controller over TCP: [`serve`] on the controller side, [`connect`] on
-//! the node side, giving a [`ControllerHandle`] that behaves like the
-//! in-process one.
+//! The controller over the network: [`serve`] on the controller side,
+//! [`connect`] on the node side, giving a [`ControllerHandle`] that behaves
+//! like the in-process one.
 //!
-//! # Wire format
+//! Two transports share the client below (its failover, leader hints,
+//! catching-up rule and reply hold-back):
+//!
+//! * QUIC with mutual TLS against the cluster CA ([`quic`]: [`connect_quic`],
+//!   [`quic::serve_until`]): what production and `weir dev --nodes N` use.
+//! * TCP with JSON frames, unauthenticated (this module's [`serve`] and
+//!   [`connect`]): for development and tests without a CA; a controller
+//!   serving it logs a warning.
+//!
+//! # Wire format (TCP)
 //!
 //! Each message is one frame: `[u32 length, big-endian][JSON]`. A receiver
 //! checks the length against its limit before allocating
@@ -60,6 +69,10 @@ use crate::error::ControllerError;
 use crate::handle::{ControllerHandle, ControllerOptions, Hub, Msg, Reply, Request};
 use crate::state::{Command, CommandResult, MetadataDelta, MetadataImage};
 
+pub mod quic;
+
+pub use quic::{connect_quic, connect_quic_with};
+
 /// Largest node→controller frame: one command.
 pub const REQUEST_FRAME_BYTES_MAX: u32 = 16 * 1024 * 1024;
 /// Largest controller→node frame: a snapshot of the whole image.
@@ -67,7 +80,7 @@ pub const EVENT_FRAME_BYTES_MAX: u32 = crate::log::SNAPSHOT_BYTES_MAX;
 /// Most connections a controller serves at once; more are closed on accept.
 pub const CONNECTIONS_MAX: usize = 256;
 /// How long `connect` waits for the controller's hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often `serve_until` checks its stop flag while no one connects.
 pub const ACCEPT_POLL: Duration = Duration::from_millis(50);
 /// How often an idle delta thread checks whether its connection closed.
@@ -291,13 +304,29 @@ struct Conn {
     index: usize,
     /// The quorum member it is, if the controller said (in its hello).
     member: Option<u64>,
-    stream: TcpStream,
+    link: Link,
+}
+
+/// What carries a [`Conn`].
+enum Link {
+    Tcp(TcpStream),
+    /// Dropping it stops its long poll.
+    Quic(quic::Session),
+}
+
+/// Which transport a remote handle uses for every connection it opens.
+#[derive(Clone)]
+enum Transport {
+    Tcp,
+    Quic(Arc<quic::QuicClient>),
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        // Ends its reader thread, whose last event is then ignored.
-        let _ = self.stream.shutdown(Shutdown::Both);
+        // Ends its reader thread (or poll), whose last event is then ignored.
+        if let Link::Tcp(stream) = &self.link {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
     }
 }
 
@@ -322,8 +351,26 @@ fn backoff(rounds: u32) -> Duration {
     BACKOFF_MIN.saturating_mul(1 << rounds.min(16)).min(BACKOFF_MAX)
 }
 
-/// Opens a connection to `addr` and reads the hello; spawns the reader.
+/// Opens a connection to `addr` and reads the hello; spawns the reader (or
+/// the long poll).
 fn open(
+    transport: &Transport,
+    addr: &str,
+    index: usize,
+    generation: u64,
+    events: &flume::Sender<Event>,
+) -> anyhow::Result<(Conn, MetadataImage)> {
+    match transport {
+        Transport::Tcp => open_tcp(addr, index, generation, events),
+        Transport::Quic(client) => {
+            let (session, image, member) = client.open(addr, generation, events)?;
+            let link = Link::Quic(session);
+            Ok((Conn { generation, opened: Instant::now(), index, member, link }, image))
+        }
+    }
+}
+
+fn open_tcp(
     addr: &str,
     index: usize,
     generation: u64,
@@ -373,7 +420,8 @@ fn open(
         let _ = reader.get_ref().shutdown(Shutdown::Both);
         let _ = events.send(Event::Lost { conn: generation, why });
     })?;
-    Ok((Conn { generation, opened: Instant::now(), index, member, stream }, image))
+    let link = Link::Tcp(stream);
+    Ok((Conn { generation, opened: Instant::now(), index, member, link }, image))
 }
 
 /// The node side of a remote handle: one thread that owns the connection to
@@ -382,6 +430,7 @@ fn open(
 /// node's subscriptions keep flowing across a failover (a `Reset` with the
 /// new controller's image comes first).
 struct Driver {
+    transport: Transport,
     addrs: Vec<String>,
     hub: Arc<Hub>,
     events: flume::Sender<Event>,
@@ -471,7 +520,7 @@ impl Driver {
     fn reconnect(&mut self) {
         let index = self.cursor % self.addrs.len();
         self.generations += 1;
-        match open(&self.addrs[index], index, self.generations, &self.events) {
+        match open(&self.transport, &self.addrs[index], index, self.generations, &self.events) {
             Ok((conn, image)) => {
                 tracing::info!(
                     addr = %self.addrs[index],
@@ -552,7 +601,13 @@ impl Driver {
             };
             self.next_id += 1;
             let id = self.next_id;
-            let sent = write_msg(&mut conn.stream, &ClientMsgRef::Submit { id, cmd: &s.cmd });
+            let sent = match &mut conn.link {
+                Link::Tcp(stream) => write_msg(stream, &ClientMsgRef::Submit { id, cmd: &s.cmd }),
+                Link::Quic(session) => {
+                    session.submit(conn.generation, id, &s.cmd, &self.events);
+                    Ok(())
+                }
+            };
             self.in_flight.insert(id, s);
             if let Err(e) = sent {
                 self.lost(&format!("writing a request: {e}"));
@@ -564,6 +619,13 @@ impl Driver {
     fn on_message(&mut self, msg: ServerMsg) {
         match msg {
             ServerMsg::Hello { .. } => self.lost("a second hello"),
+            // A reset from the controller (its feed lagged, or this client's
+            // poll fell behind its ring) is a new image from the same
+            // controller: taken by the same rule as a hello's.
+            ServerMsg::Delta(MetadataDelta::Reset(image)) => {
+                self.catching_up = None;
+                self.adopt(*image);
+            }
             ServerMsg::Delta(d) => match self.catching_up.take() {
                 Some(mut image) => {
                     image.apply_delta(&d);
@@ -726,6 +788,14 @@ pub fn connect(addrs: &str) -> anyhow::Result<ControllerHandle> {
 /// [`connect`] with explicit bounds (`subscriber_queue_len`,
 /// `request_queue_len`, `failover_deadline`, `tick`).
 pub fn connect_with(addrs: &str, options: &ControllerOptions) -> anyhow::Result<ControllerHandle> {
+    connect_over(Transport::Tcp, addrs, options)
+}
+
+fn connect_over(
+    transport: Transport,
+    addrs: &str,
+    options: &ControllerOptions,
+) -> anyhow::Result<ControllerHandle> {
     let addrs: Vec<String> =
         addrs.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
     anyhow::ensure!(!addrs.is_empty(), "no controller address given");
@@ -737,7 +807,7 @@ pub fn connect_with(addrs: &str, options: &ControllerOptions) -> anyhow::Result<
     let mut errors = Vec::new();
     let mut first: Option<(Conn, MetadataImage)> = None;
     for (index, addr) in addrs.iter().enumerate() {
-        match open(addr, index, index as u64 + 1, &events_tx) {
+        match open(&transport, addr, index, index as u64 + 1, &events_tx) {
             Ok(opened) if first.as_ref().is_none_or(|f| opened.1.version > f.1.version) => {
                 first = Some(opened);
             }
@@ -767,6 +837,7 @@ pub fn connect_with(addrs: &str, options: &ControllerOptions) -> anyhow::Result<
     let members = conn.member.map(|m| (m, conn.index)).into_iter().collect();
     let generations = addrs.len() as u64;
     let driver = Driver {
+        transport,
         addrs,
         hub: hub.clone(),
         events: events_tx,

@@ -90,7 +90,8 @@ pub struct ControllerConfig {
     /// Folder for the metadata log and snapshots; created if missing. One
     /// controller per folder (it is locked while in use).
     pub data_dir: PathBuf,
-    /// `host:port` nodes connect to. Default `127.0.0.1:9093`.
+    /// `host:port` nodes connect to: UDP (QUIC) with `tls_dir`, TCP without.
+    /// Default `127.0.0.1:9093`.
     #[serde(default = "default_listen")]
     pub listen: String,
     /// `text` (default) or `json`.
@@ -148,11 +149,14 @@ pub struct ControllerConfig {
     /// its own entry in `members`.
     #[serde(default)]
     pub raft_listen: Option<String>,
-    /// Quorum mode (required there): the folder of the cluster CA
-    /// (`ca.pem`, `ca.key.pem`) and of the members' certificates
-    /// (`node-<1000000 + id>.pem`). A missing CA or certificate is created,
-    /// so every member must see the same folder (or a copy of it made after
-    /// the CA exists).
+    /// The folder of the cluster CA (`ca.pem`, `ca.key.pem`) and of the
+    /// controller's certificate (`node-<1000000 + id>.pem`; a single-process
+    /// controller's is `node-1000000.pem`). A missing CA or certificate is
+    /// created, so every member must see the same folder (or a copy of it
+    /// made after the CA exists). With it, nodes are served over QUIC with
+    /// mutual TLS on `listen` (UDP); without it, over plain TCP with no
+    /// authentication (development only: a warning is logged). Required in
+    /// quorum mode.
     #[serde(default)]
     pub tls_dir: Option<PathBuf>,
 }
@@ -194,8 +198,8 @@ impl ControllerConfig {
     pub fn quorum(&self) -> anyhow::Result<Option<QuorumConfig>> {
         if self.members.is_empty() {
             anyhow::ensure!(
-                self.id.is_none() && self.raft_listen.is_none() && self.tls_dir.is_none(),
-                "id, raft_listen and tls_dir are quorum options: they need a [members] table"
+                self.id.is_none() && self.raft_listen.is_none(),
+                "id and raft_listen are quorum options: they need a [members] table"
             );
             return Ok(None);
         }
@@ -295,31 +299,14 @@ pub fn run_until(config: ControllerConfig, stop: Arc<AtomicBool>) -> anyhow::Res
     result
 }
 
-/// How long members starting together wait for one another to finish
-/// writing the shared CA (the first one creates it; the others may read it
-/// half written or lose the race to create it).
-const TLS_SETUP_WAIT: Duration = Duration::from_secs(10);
-
 fn start_member(
     config: &ControllerConfig,
     quorum: &QuorumConfig,
 ) -> anyhow::Result<RaftController> {
-    let deadline = std::time::Instant::now() + TLS_SETUP_WAIT;
-    let (roots, identity) = loop {
-        let attempt = weir_net::tls::DevCa::load_or_create(&quorum.tls_dir)
-            .and_then(|ca| Ok((ca.trust_roots()?, ca.load_or_issue(member_node_id(quorum.id))?)));
-        match attempt {
-            Ok(tls) => break tls,
-            Err(e) if std::time::Instant::now() < deadline => {
-                tracing::debug!(error = format!("{e:#}"), "TLS setup; trying again");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("the cluster CA in {}", quorum.tls_dir.display()));
-            }
-        }
-    };
+    // Members starting together wait for one another to finish writing the
+    // shared CA (the first one creates it).
+    let (roots, identity) =
+        crate::remote::quic::load_tls(&quorum.tls_dir, member_node_id(quorum.id))?;
     let member = RaftController::start(RaftControllerConfig {
         id: quorum.id,
         listen: quorum.raft_listen,
@@ -344,6 +331,13 @@ fn start_member(
     Ok(member)
 }
 
+/// Where nodes are served: a bound TCP listener, or the QUIC endpoint to
+/// serve on.
+enum NodeListener {
+    Tcp(std::net::TcpListener),
+    Quic(weir_net::Endpoint, flume::Receiver<weir_net::InboundRequest>),
+}
+
 /// Serves `handle` to nodes on `config.listen` (and `/metrics`) until `stop`
 /// is set or the controller stops by itself.
 fn serve_nodes(
@@ -354,9 +348,34 @@ fn serve_nodes(
     active: Box<dyn Fn() -> bool + Send>,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let listener = std::net::TcpListener::bind(&config.listen)
-        .with_context(|| format!("listening on {}", config.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, ?member, "controller serving");
+    // QUIC with mutual TLS when there is a CA, else plain TCP.
+    let listener = match &config.tls_dir {
+        Some(tls_dir) => {
+            // A single-process controller's certificate is member 0's.
+            let node = member_node_id(member.unwrap_or(0));
+            let (roots, identity) = crate::remote::quic::load_tls(tls_dir, node)?;
+            let listen = config
+                .listen
+                .to_socket_addrs()
+                .with_context(|| format!("listen {:?} is not a host:port", config.listen))?
+                .next()
+                .with_context(|| format!("listen {:?} resolves to no address", config.listen))?;
+            let config = weir_net::EndpointConfig { node, listen, roots, identity };
+            let (endpoint, inbound) = crate::remote::quic::start_endpoint(config)?;
+            NodeListener::Quic(endpoint, inbound)
+        }
+        None => {
+            let listener = std::net::TcpListener::bind(&config.listen)
+                .with_context(|| format!("listening on {}", config.listen))?;
+            tracing::warn!(
+                listen = %listener.local_addr()?,
+                "the controller link is unauthenticated (plain TCP): set tls_dir to serve nodes \
+                 over QUIC with mutual TLS"
+            );
+            tracing::info!(listen = %listener.local_addr()?, ?member, "controller serving");
+            NodeListener::Tcp(listener)
+        }
+    };
     if !config.metrics_listen.is_empty() {
         let metrics = std::net::TcpListener::bind(&config.metrics_listen)
             .with_context(|| format!("metrics_listen {}", config.metrics_listen))?;
@@ -371,9 +390,13 @@ fn serve_nodes(
     let serve_stop = Arc::new(AtomicBool::new(false));
     let server = {
         let stop = serve_stop.clone();
-        std::thread::Builder::new()
-            .name("ctl-accept".into())
-            .spawn(move || serve_member_until(listener, handle, member, &stop))?
+        std::thread::Builder::new().name("ctl-accept".into()).spawn(move || match listener {
+            NodeListener::Tcp(listener) => serve_member_until(listener, handle, member, &stop)
+                .context("serving nodes over TCP"),
+            NodeListener::Quic(endpoint, inbound) => {
+                crate::remote::quic::serve_endpoint_until(endpoint, inbound, handle, member, &stop)
+            }
+        })?
     };
     while !stop.load(Ordering::SeqCst) && !join.is_finished() && !server.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
@@ -384,7 +407,7 @@ fn serve_nodes(
     join.shutdown()?;
     match server.join() {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e).context("serving nodes"),
+        Ok(Err(e)) => return Err(e.context("serving nodes")),
         Err(_) => anyhow::bail!("the accept thread panicked"),
     }
     if stopped_by_itself {
@@ -518,13 +541,12 @@ mod tests {
     }
 
     /// A quorum of one through `run_until`: it initializes itself, leads,
-    /// and serves nodes over TCP like the single-process controller.
+    /// and serves nodes (over QUIC with mutual TLS, as it has a CA).
     #[test]
     fn run_until_serves_a_quorum_of_one() {
         let dir = tempfile::tempdir().unwrap();
-        let free_tcp = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let raft = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let listen = free_tcp();
+        let free_udp = || std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let (raft, listen) = (free_udp(), free_udp());
         let config = ControllerConfig {
             data_dir: dir.path().join("data"),
             listen: listen.to_string(),
@@ -549,7 +571,8 @@ mod tests {
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let remote = loop {
-            match crate::remote::connect(&listen.to_string()) {
+            let tls = dir.path().join("tls");
+            match crate::remote::connect_quic(&listen.to_string(), weir_proto::NodeId(1), &tls) {
                 Ok(r) => break r,
                 Err(e) => assert!(std::time::Instant::now() < deadline, "{e:#}"),
             }

@@ -45,6 +45,11 @@
 //! to the callers of the failed requests; retry pacing is the replica loop's
 //! business). A request that finds its cached connection dead before sending
 //! anything reconnects once by itself.
+//!
+//! Controllers: a storage node knows its controllers by address only, so
+//! `EndpointHandle::request_controller` dials an address and accepts any
+//! server whose certificate names a controller (`tls::controller_client_config`);
+//! those connections are kept per address, with their own permits.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -60,7 +65,7 @@ use rkyv::util::AlignedVec;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use weir_proto::NodeId;
 
-use super::frame::{Frame, FrameError, Header, PREFIX_BYTES, Prefix};
+use super::frame::{ControllerRpc, Frame, FrameError, Header, PREFIX_BYTES, Prefix};
 use super::limits::{
     COMMAND_QUEUE_DEPTH_MAX, CONNECT_TIMEOUT_MS, CONNECTION_WINDOW_BYTES, FETCH_WAIT_MS_MAX,
     IDLE_TIMEOUT_MS, INBOUND_QUEUE_DEPTH_MAX, INFLIGHT_PER_PEER_MAX, KEEP_ALIVE_MS,
@@ -164,6 +169,7 @@ impl Endpoint {
     ) -> anyhow::Result<(Endpoint, flume::Receiver<InboundRequest>)> {
         let server_tls = tls::server_config(&config.roots, &config.identity)?;
         let client_tls = tls::client_config(&config.roots, &config.identity)?;
+        let controller_tls = tls::controller_client_config(&config.roots, &config.identity)?;
         let transport = Arc::new(transport_config());
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(
             quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)
@@ -174,7 +180,13 @@ impl Endpoint {
             quinn::crypto::rustls::QuicClientConfig::try_from(client_tls)
                 .context("QUIC client TLS config")?,
         ));
-        client.transport_config(transport);
+        client.transport_config(transport.clone());
+        let mut controller_client = quinn::ClientConfig::new(Arc::new(
+            quinn::crypto::rustls::QuicClientConfig::try_from(controller_tls)
+                .context("QUIC controller client TLS config")?,
+        ));
+        controller_client.transport_config(transport);
+        let clients = Clients { node: client, controller: controller_client };
         let socket = bind_udp(config.listen)?;
         let local_addr = socket.local_addr().context("UDP local address")?;
 
@@ -211,7 +223,7 @@ impl Endpoint {
                         }
                     };
                     let _ = ready_tx.send(Ok(()));
-                    run(node, endpoint, client, command_rx, inbound_tx, shutdown_rx).await;
+                    run(node, endpoint, clients, command_rx, inbound_tx, shutdown_rx).await;
                 });
             })
             .context("spawning the QUIC thread")?;
@@ -220,6 +232,7 @@ impl Endpoint {
             node,
             commands: command_tx,
             permits: Arc::new(Mutex::new(HashMap::new())),
+            controller_permits: Arc::new(Mutex::new(HashMap::new())),
         };
         Ok((
             Endpoint { local_addr, handle, shutdown: Some(shutdown_tx), thread: Some(thread) },
@@ -269,9 +282,28 @@ fn bind_udp(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// Whom a request is for: a node by id, or whichever controller answers at
+/// the address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Target {
+    Node(NodeId),
+    Controller(SocketAddr),
+}
+
+/// The node id `TransportError`s name for a request to "any controller at
+/// an address", whose member id is not known before the handshake.
+pub const ANY_CONTROLLER: NodeId = NodeId(-1);
+
+/// The client configs of the two kinds of `Target`.
+struct Clients {
+    node: quinn::ClientConfig,
+    controller: quinn::ClientConfig,
+}
+
 /// One request queued for the QUIC thread.
 struct Command {
     peer: NodeId,
+    target: Target,
     addr: SocketAddr,
     head: Bytes,
     body: Bytes,
@@ -292,6 +324,8 @@ pub struct EndpointHandle {
     /// The in-flight permits of each peer, shared by all shards of this node.
     /// Locked only by `peer()`, never per request.
     permits: Arc<Mutex<HashMap<NodeId, Arc<Semaphore>>>>,
+    /// The same for controller addresses (`request_controller`).
+    controller_permits: Arc<Mutex<HashMap<SocketAddr, Arc<Semaphore>>>>,
 }
 
 impl EndpointHandle {
@@ -309,7 +343,38 @@ impl EndpointHandle {
                 .or_insert_with(|| Arc::new(Semaphore::new(INFLIGHT_PER_PEER_MAX)))
                 .clone()
         };
-        PeerClient { peer, addr, permits, commands: self.commands.clone() }
+        PeerClient {
+            peer,
+            target: Target::Node(peer),
+            addr,
+            permits,
+            commands: self.commands.clone(),
+        }
+    }
+
+    /// One request to whichever controller answers at `addr`: its
+    /// certificate must chain to the cluster CA and name a controller
+    /// (`tls::CONTROLLER_NODE_ID_MIN` and up). Errors name `ANY_CONTROLLER`.
+    pub async fn request_controller(
+        &self,
+        addr: SocketAddr,
+        header: Header,
+        body: Bytes,
+    ) -> Result<Frame, TransportError> {
+        let permits = {
+            let mut map = self.controller_permits.lock().expect("controller permit map poisoned");
+            map.entry(addr)
+                .or_insert_with(|| Arc::new(Semaphore::new(INFLIGHT_PER_PEER_MAX)))
+                .clone()
+        };
+        let client = PeerClient {
+            peer: ANY_CONTROLLER,
+            target: Target::Controller(addr),
+            addr,
+            permits,
+            commands: self.commands.clone(),
+        };
+        client.request(header, body).await
     }
 
     /// One request to `peer` at `addr` (a shortcut for `peer(..).request(..)`).
@@ -329,6 +394,7 @@ impl EndpointHandle {
 #[derive(Clone)]
 pub struct PeerClient {
     peer: NodeId,
+    target: Target,
     addr: SocketAddr,
     permits: Arc<Semaphore>,
     commands: flume::Sender<Command>,
@@ -351,7 +417,16 @@ impl PeerClient {
         }
         let wait_ms = match &header {
             Header::FetchRequest(r) => u64::from(r.max_wait_ms.min(FETCH_WAIT_MS_MAX)),
-            Header::FetchResponse(_) | Header::RaftRequest(_) | Header::RaftResponse(_) => 0,
+            Header::ControllerRequest(r) => match r.kind {
+                ControllerRpc::Deltas { max_wait_ms, .. } => {
+                    u64::from(max_wait_ms.min(FETCH_WAIT_MS_MAX))
+                }
+                ControllerRpc::Hello | ControllerRpc::Submit => 0,
+            },
+            Header::FetchResponse(_)
+            | Header::RaftRequest(_)
+            | Header::RaftResponse(_)
+            | Header::ControllerResponse(_) => 0,
         };
         let head = header.encode_head(body.len()).map_err(TransportError::Outgoing)?;
         let permit =
@@ -359,6 +434,7 @@ impl PeerClient {
         let (reply, response) = flume::bounded(1);
         let command = Command {
             peer: self.peer,
+            target: self.target,
             addr: self.addr,
             head,
             body,
@@ -376,13 +452,13 @@ impl PeerClient {
 async fn run(
     node: NodeId,
     endpoint: quinn::Endpoint,
-    client: quinn::ClientConfig,
+    clients: Clients,
     commands: flume::Receiver<Command>,
     inbound: flume::Sender<InboundRequest>,
     shutdown: flume::Receiver<()>,
 ) {
     tokio::task::spawn_local(accept_loop(endpoint.clone(), inbound));
-    let peers = Rc::new(Peers { endpoint: endpoint.clone(), client, slots: RefCell::default() });
+    let peers = Rc::new(Peers { endpoint: endpoint.clone(), clients, slots: RefCell::default() });
     loop {
         tokio::select! {
             command = commands.recv_async() => match command {
@@ -400,13 +476,14 @@ async fn run(
     let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
 }
 
-/// Outgoing connections, one per peer node. Lives on the QUIC thread only.
+/// Outgoing connections, one per peer node (or controller address). Lives
+/// on the QUIC thread only.
 struct Peers {
     endpoint: quinn::Endpoint,
-    client: quinn::ClientConfig,
-    /// Per peer: the current connection and the address it went to. The async
-    /// mutex makes concurrent requests share one connection attempt.
-    slots: RefCell<HashMap<NodeId, PeerSlot>>,
+    clients: Clients,
+    /// Per target: the current connection and the address it went to. The
+    /// async mutex makes concurrent requests share one connection attempt.
+    slots: RefCell<HashMap<Target, PeerSlot>>,
 }
 
 type PeerSlot = Rc<tokio::sync::Mutex<Option<(SocketAddr, quinn::Connection)>>>;
@@ -417,9 +494,10 @@ impl Peers {
     async fn connection(
         &self,
         peer: NodeId,
+        target: Target,
         addr: SocketAddr,
     ) -> Result<quinn::Connection, TransportError> {
-        let slot = self.slots.borrow_mut().entry(peer).or_default().clone();
+        let slot = self.slots.borrow_mut().entry(target).or_default().clone();
         let mut current = slot.lock().await;
         if let Some((at, conn)) = &*current
             && *at == addr
@@ -429,9 +507,15 @@ impl Peers {
         }
         *current = None;
         let connect_error = |detail: String| TransportError::Connect { node: peer, addr, detail };
+        let (client, server_name) = match target {
+            Target::Node(node) => (&self.clients.node, tls::node_server_name(node)),
+            Target::Controller(_) => {
+                (&self.clients.controller, tls::CONTROLLER_SERVER_NAME.to_string())
+            }
+        };
         let connecting = self
             .endpoint
-            .connect_with(self.client.clone(), addr, &tls::node_server_name(peer))
+            .connect_with(client.clone(), addr, &server_name)
             .map_err(|e| connect_error(e.to_string()))?;
         let conn = match tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connecting)
             .await
@@ -446,15 +530,15 @@ impl Peers {
 }
 
 async fn run_request(peers: Rc<Peers>, command: Command) {
-    let Command { peer, addr, head, body, timeout_ms, permit, reply } = command;
+    let Command { peer, target, addr, head, body, timeout_ms, permit, reply } = command;
     let exchange = async {
-        let mut conn = peers.connection(peer, addr).await?;
+        let mut conn = peers.connection(peer, target, addr).await?;
         let (mut send, mut recv) = match conn.open_bi().await {
             Ok(streams) => streams,
             Err(_) => {
                 // The cached connection died since its last use; nothing was
                 // sent, so one reconnect is safe.
-                conn = peers.connection(peer, addr).await?;
+                conn = peers.connection(peer, target, addr).await?;
                 conn.open_bi()
                     .await
                     .map_err(|e| TransportError::Connection { node: peer, detail: e.to_string() })?
@@ -568,7 +652,8 @@ fn claims_peer(header: &Header, peer: NodeId) -> bool {
     match header {
         Header::FetchRequest(r) => r.follower == peer.0,
         Header::RaftRequest(r) => r.from == peer.0,
-        Header::FetchResponse(_) | Header::RaftResponse(_) => false,
+        Header::ControllerRequest(r) => r.from == peer.0,
+        Header::FetchResponse(_) | Header::RaftResponse(_) | Header::ControllerResponse(_) => false,
     }
 }
 

@@ -238,6 +238,37 @@ pub struct RaftResponse {
     pub rpc: RaftRpc,
 }
 
+/// Which node→controller RPC a `ControllerRequest` / `ControllerResponse`
+/// frame carries (weir-controller's `remote::quic` module owns the bodies:
+/// the controller's serde JSON types; the transport only routes them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum ControllerRpc {
+    /// The serving controller's image and member id. Request body: empty.
+    Hello,
+    /// Run one command. Request body: the command (never empty).
+    Submit,
+    /// Long poll: the metadata deltas after `since_version`, held up to
+    /// `max_wait_ms` (at most `FETCH_WAIT_MS_MAX`) while there are none.
+    /// Request body: empty.
+    Deltas { since_version: u64, max_wait_ms: u32 },
+}
+
+/// A storage node's request to a controller (quorum member or single
+/// process). The receiving endpoint refuses it unless the sender's
+/// certificate names node `from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct ControllerRequest {
+    pub from: i32,
+    pub kind: ControllerRpc,
+}
+
+/// The controller's answer to a `ControllerRequest`. Body: the encoded
+/// answer (never empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct ControllerResponse {
+    pub kind: ControllerRpc,
+}
+
 /// Every message the transport carries. Which variants are requests and
 /// which responses is fixed (`is_request`).
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -246,6 +277,8 @@ pub enum Header {
     FetchResponse(FetchResponse),
     RaftRequest(RaftRequest),
     RaftResponse(RaftResponse),
+    ControllerRequest(ControllerRequest),
+    ControllerResponse(ControllerResponse),
 }
 
 impl Header {
@@ -255,11 +288,16 @@ impl Header {
             Header::FetchResponse(_) => "FetchResponse",
             Header::RaftRequest(_) => "RaftRequest",
             Header::RaftResponse(_) => "RaftResponse",
+            Header::ControllerRequest(_) => "ControllerRequest",
+            Header::ControllerResponse(_) => "ControllerResponse",
         }
     }
 
     pub fn is_request(&self) -> bool {
-        matches!(self, Header::FetchRequest(_) | Header::RaftRequest(_))
+        matches!(
+            self,
+            Header::FetchRequest(_) | Header::RaftRequest(_) | Header::ControllerRequest(_)
+        )
     }
 
     /// Checks the limits rkyv cannot know: list lengths, names, and that the
@@ -306,6 +344,24 @@ impl Header {
             Header::RaftRequest(_) | Header::RaftResponse(_) => {
                 if body_len == 0 {
                     return limit("a Raft frame without a body".into());
+                }
+            }
+            Header::ControllerRequest(r) => match r.kind {
+                ControllerRpc::Submit if body_len == 0 => {
+                    return limit("a controller submit without a body".into());
+                }
+                ControllerRpc::Submit => {}
+                ControllerRpc::Hello | ControllerRpc::Deltas { .. } if body_len != 0 => {
+                    return limit(format!("controller request with a {body_len}-byte body"));
+                }
+                ControllerRpc::Deltas { max_wait_ms, .. } if max_wait_ms > FETCH_WAIT_MS_MAX => {
+                    return limit(format!("deltas max_wait_ms {max_wait_ms}"));
+                }
+                ControllerRpc::Hello | ControllerRpc::Deltas { .. } => {}
+            },
+            Header::ControllerResponse(_) => {
+                if body_len == 0 {
+                    return limit("a controller response without a body".into());
                 }
             }
         }
@@ -464,6 +520,27 @@ mod tests {
         assert!(!header.is_request());
         let empty = Frame { header, body: Bytes::new() };
         assert!(matches!(empty.encode(), Err(FrameError::Limit(_))));
+    }
+
+    #[test]
+    fn controller_frames_round_trip_and_check_their_bodies() {
+        let deltas = ControllerRpc::Deltas { since_version: 7, max_wait_ms: 1000 };
+        let header = Header::ControllerRequest(ControllerRequest { from: 3, kind: deltas });
+        assert!(header.is_request());
+        let frame = Frame { header: header.clone(), body: Bytes::new() };
+        assert_eq!(Frame::decode(frame.encode().unwrap()).unwrap(), frame);
+        let with_body = Frame { header, body: Bytes::from_static(b"x") };
+        assert!(matches!(with_body.encode(), Err(FrameError::Limit(_))));
+        let long = ControllerRpc::Deltas { since_version: 0, max_wait_ms: FETCH_WAIT_MS_MAX + 1 };
+        let header = Header::ControllerRequest(ControllerRequest { from: 3, kind: long });
+        assert!(matches!(header.encode_head(0), Err(FrameError::Limit(_))));
+        let submit = ControllerRequest { from: 3, kind: ControllerRpc::Submit };
+        assert!(Header::ControllerRequest(submit).encode_head(0).is_err());
+        let header = Header::ControllerResponse(ControllerResponse { kind: ControllerRpc::Hello });
+        assert!(!header.is_request());
+        assert!(header.encode_head(0).is_err());
+        let frame = Frame { header, body: Bytes::from_static(b"{}") };
+        assert_eq!(Frame::decode(frame.encode().unwrap()).unwrap(), frame);
     }
 
     #[test]

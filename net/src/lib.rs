@@ -27,9 +27,10 @@ pub mod limits;
 pub mod tls;
 
 pub use endpoint::{
-    Endpoint, EndpointConfig, EndpointHandle, InboundRequest, PeerClient, Responder, TransportError,
+    ANY_CONTROLLER, Endpoint, EndpointConfig, EndpointHandle, InboundRequest, PeerClient,
+    Responder, TransportError,
 };
 pub use frame::{
-    DivergingEpoch, FetchPartition, FetchPartitionResponse, FetchRequest, FetchResponse, Frame,
-    FrameError, Header,
+    ControllerRequest, ControllerResponse, ControllerRpc, DivergingEpoch, FetchPartition,
+    FetchPartitionResponse, FetchRequest, FetchResponse, Frame, FrameError, Header,
 };

@@ -39,6 +39,15 @@ pub const ALPN: &[u8] = b"weir-node/1";
 const CA_CERT_FILE: &str = "ca.pem";
 const CA_KEY_FILE: &str = "ca.key.pem";
 
+/// Controller members' certificates name node ids from here up (quorum
+/// member `m` is node `CONTROLLER_NODE_ID_MIN + m`, a single-process
+/// controller node `CONTROLLER_NODE_ID_MIN`); storage nodes' ids stay below.
+pub const CONTROLLER_NODE_ID_MIN: i32 = 1_000_000;
+
+/// The server name a node dials a controller with (`controller_client_config`
+/// ignores it and checks the certificate's own controller name instead).
+pub const CONTROLLER_SERVER_NAME: &str = "controller.weir";
+
 /// The DNS name a node's certificate carries and a client asks for.
 pub fn node_server_name(node: NodeId) -> String {
     format!("node-{}.weir", node.0)
@@ -269,6 +278,79 @@ pub fn client_config(
         .context("node certificate and key")?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The client side of mutual TLS towards "whichever controller member
+/// answers at this address": a node knows its controllers' addresses, not
+/// their member ids. Presents `identity` and accepts a server certificate
+/// that chains to `roots` and names a controller node id (at least
+/// `CONTROLLER_NODE_ID_MIN`), verified as if that name had been dialed. A
+/// storage node's certificate, or one from another CA, is refused.
+pub fn controller_client_config(
+    roots: &TrustRoots,
+    identity: &NodeIdentity,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots.store.clone(), ring())
+            .build()
+            .context("building the server certificate verifier")?;
+    let mut config = rustls::ClientConfig::builder_with_provider(ring())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3 with ring")?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyControllerVerifier { inner }))
+        .with_client_auth_cert(identity.cert_chain.clone(), identity.key())
+        .context("node certificate and key")?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// WebPKI verification of a controller certificate against the name it
+/// carries itself, once that name is known to be a controller's.
+#[derive(Debug)]
+struct AnyControllerVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for AnyControllerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let node = peer_node_id(end_entity).map_err(|e| rustls::Error::General(e.to_string()))?;
+        if node.0 < CONTROLLER_NODE_ID_MIN {
+            return Err(rustls::Error::General(format!("node {node} is not a controller")));
+        }
+        let name = rustls::pki_types::ServerName::try_from(node_server_name(node))
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        self.inner.verify_server_cert(end_entity, intermediates, &name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// The node id a (verified) node certificate names: its one `node-<id>.weir`

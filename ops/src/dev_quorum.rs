@@ -221,10 +221,11 @@ impl Members {
             std::fs::create_dir_all(&dir)?;
             let config = dir.join("controller.toml");
             // One member alone is the single-process controller: no Raft.
+            // Either way nodes reach it over QUIC with mutual TLS.
             let quorum = if count > 1 {
                 format!("id = {i}\ntls_dir = {tls}\n\n[members]\n{members}")
             } else {
-                String::new()
+                format!("tls_dir = {tls}\n")
             };
             std::fs::write(
                 &config,

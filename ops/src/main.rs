@@ -186,8 +186,13 @@ fn dev(args: DevArgs) -> anyhow::Result<()> {
             args.kafka_port,
             &args.log_format,
         )?;
-        let handle = weir_controller::connect(&members.addrs)
-            .map_err(|e| anyhow::anyhow!("connecting to the controller quorum: {e:#}"))?;
+        // The members serve QUIC with mutual TLS (their CA is DIR/tls).
+        let handle = weir_controller::connect_quic(
+            &members.addrs,
+            weir_proto::NodeId(1),
+            &args.data_dir.join("tls"),
+        )
+        .map_err(|e| anyhow::anyhow!("connecting to the controller quorum: {e:#}"))?;
         (handle, None, Some(members))
     };
     let config = weir_node::config::NodeConfig {

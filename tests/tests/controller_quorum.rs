@@ -197,7 +197,9 @@ async fn node_follows_the_active_controller_across_a_kill() {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     for m in &members {
-        while std::net::TcpStream::connect(("127.0.0.1", m.listen_port)).is_err() {
+        // Nodes are served over QUIC (UDP) on listen_port; /metrics (TCP)
+        // is bound right after that endpoint.
+        while std::net::TcpStream::connect(("127.0.0.1", m.metrics_port)).is_err() {
             assert!(Instant::now() < deadline, "member {} never listened:\n{}", m.id, m.log_text());
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -212,9 +214,10 @@ async fn node_follows_the_active_controller_across_a_kill() {
         &node_toml,
         format!(
             "node_id = 1\ndata_dirs = [{:?}]\nlisten = \"127.0.0.1:{kafka_port}\"\n\
-             controller = \"{}\"\nshards = 2\nmetrics_listen = \"\"\n",
+             controller = \"{}\"\nshards = 2\nmetrics_listen = \"\"\ntls_dir = {:?}\n",
             dir.path().join("node-1"),
             controllers.join(","),
+            dir.path().join("tls"),
         ),
     )
     .unwrap();

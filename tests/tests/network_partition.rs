@@ -276,8 +276,9 @@ fn start_cluster(start: Instant) -> Cluster {
         &controller_config,
         format!(
             "data_dir = {}\nlisten = \"{controller_addr}\"\nmetrics_listen = \"{controller_metrics}\"\n\
-             node_session_timeout_ms = {SESSION_TIMEOUT_MS}\n",
-            quoted(&controller_dir.join("data"))
+             node_session_timeout_ms = {SESSION_TIMEOUT_MS}\ntls_dir = {}\n",
+            quoted(&controller_dir.join("data")),
+            quoted(&root.join("tls"))
         ),
     )
     .unwrap();
@@ -285,7 +286,8 @@ fn start_cluster(start: Instant) -> Cluster {
     cmd.args(["controller", "--config"]).arg(&controller_config);
     let (mut controller, _) = Proc::spawn("controller", cmd, controller_dir.join("controller.log"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect_timeout(&controller_addr, Duration::from_millis(200)).is_err() {
+    // The nodes' link is QUIC (UDP); /metrics is bound right after it.
+    while TcpStream::connect_timeout(&controller_metrics, Duration::from_millis(200)).is_err() {
         if let Some(status) = controller.exited() {
             panic!("controller exited ({status}):\n{}", controller.log_text());
         }

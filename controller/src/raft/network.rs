@@ -46,7 +46,7 @@ use super::TypeConfig;
 /// member 1 in the quorum (vote, append entries). Offsetting member ids keeps
 /// the two id spaces apart, and `serve_inbound` refuses Raft RPCs from any
 /// certificate below the offset.
-pub const MEMBER_NODE_ID_BASE: i32 = 1_000_000;
+pub const MEMBER_NODE_ID_BASE: i32 = weir_net::tls::CONTROLLER_NODE_ID_MIN;
 
 /// Converts a member id to the node id its certificate names
 /// ([`MEMBER_NODE_ID_BASE`] + id).

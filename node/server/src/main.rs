@@ -19,8 +19,15 @@ fn main() -> anyhow::Result<()> {
     weir_node::cli::init_logging_with(&config.log_format, &config.log_level);
     weir_node::cli::install_fail_stop_panic_hook();
     let mut signals = weir_node::cli::catch_signals()?;
-    let controller = weir_controller::connect(&config.controller)
-        .map_err(|e| anyhow::anyhow!("connecting to controller {}: {e:#}", config.controller))?;
+    let controller = match &config.tls_dir {
+        Some(tls) => weir_controller::connect_quic(
+            &config.controller,
+            weir_proto::NodeId(config.node_id),
+            tls,
+        ),
+        None => weir_controller::connect(&config.controller),
+    }
+    .map_err(|e| anyhow::anyhow!("connecting to controller {}: {e:#}", config.controller))?;
     let node = weir_node::node::start(config, controller)?;
     println!("kafka: {}", node.kafka_addr);
     if let Some(addr) = node.metrics_addr {
