@@ -869,18 +869,51 @@ mod tests {
     use crate::state::tests::node;
     use futures::executor::block_on;
 
-    #[test]
-    fn serve_connect_round_trip() {
+    /// A transport the handle's scenarios run over: TCP here, QUIC with
+    /// mutual TLS in [`super::quic`].
+    pub(super) struct Wire {
+        /// Serves `handle` as member `member`; its address and a stopper.
+        pub serve: Box<dyn Fn(ControllerHandle, u64) -> Served>,
+        pub connect: Box<Connect>,
+    }
+
+    /// Connects a handle to comma-separated controller addresses.
+    pub(super) type Connect = dyn Fn(&str, &ControllerOptions) -> ControllerHandle;
+
+    /// A controller being served; `stop` ends serving and checks it ended cleanly.
+    pub(super) struct Served {
+        pub addr: String,
+        pub stop: Box<dyn FnOnce()>,
+    }
+
+    fn tcp() -> Wire {
+        Wire {
+            serve: Box::new(|handle, _member| {
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap().to_string();
+                let stop = Arc::new(AtomicBool::new(false));
+                let flag = stop.clone();
+                let thread = std::thread::spawn(move || serve_until(listener, handle, &flag));
+                let stop = Box::new(move || {
+                    stop.store(true, Ordering::SeqCst);
+                    thread.join().unwrap().unwrap();
+                });
+                Served { addr, stop }
+            }),
+            connect: Box::new(|addrs, options| connect_with(addrs, options).unwrap()),
+        }
+    }
+
+    /// Submits, read-your-writes, deltas in order, and a controller that
+    /// stops: submits are retried until the failover deadline, then fail
+    /// retriably, while the subscription stays open.
+    pub(super) fn round_trip(wire: &Wire) {
         let dir = tempfile::tempdir().unwrap();
         let (local, join) = start_in_process(dir.path(), ConfigDefaults::default()).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server_handle = local.clone();
-        std::thread::spawn(move || serve(listener, server_handle));
-
+        let served = (wire.serve)(local.clone(), 1);
         let options =
             ControllerOptions { failover_deadline: Duration::from_secs(1), ..Default::default() };
-        let remote = connect_with(&addr.to_string(), &options).unwrap();
+        let remote = (wire.connect)(&served.addr, &options);
         let (image, rx) = remote.subscribe();
         assert_eq!(image.cluster_id, local.image().cluster_id);
 
@@ -909,10 +942,8 @@ mod tests {
         let d = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(matches!(d, MetadataDelta::TopicCreated(t) if t.name == "local-t"));
 
-        // Controller shutdown: submits are retried until the failover
-        // deadline, then fail with a retriable error; the subscription stays
-        // open for when a controller is back.
         join.shutdown().unwrap();
+        (served.stop)();
         let started = std::time::Instant::now();
         let e = remote.submit_blocking(Command::RegisterNode(node(2))).unwrap_err();
         assert_eq!(e.kafka_code(), 7, "{e}");
@@ -926,33 +957,23 @@ mod tests {
     /// Two single-process controllers stand in for quorum members: the handle
     /// moves to the second when the first goes away, its subscriber sees a
     /// reset to the second's image, and a submit made meanwhile succeeds.
-    #[test]
-    fn connect_fails_over_to_the_next_address() {
+    pub(super) fn fails_over(wire: &Wire) {
         let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (a, join_a) = start_in_process(dir_a.path(), ConfigDefaults::default()).unwrap();
         let (b, _join_b) = start_in_process(dir_b.path(), ConfigDefaults::default()).unwrap();
-        let listener_a = TcpListener::bind("127.0.0.1:0").unwrap();
-        let listener_b = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addrs =
-            format!("{},{}", listener_a.local_addr().unwrap(), listener_b.local_addr().unwrap());
-        let stop_a = Arc::new(AtomicBool::new(false));
-        let server_a = {
-            let (a, stop) = (a.clone(), stop_a.clone());
-            std::thread::spawn(move || serve_until(listener_a, a, &stop))
-        };
         for c in [&a, &b] {
             c.submit_blocking(Command::RegisterNode(node(1))).unwrap();
         }
-        std::thread::spawn(move || serve(listener_b, b));
+        let (served_a, served_b) = ((wire.serve)(a.clone(), 1), (wire.serve)(b.clone(), 2));
+        let addrs = format!("{},{}", served_a.addr, served_b.addr);
 
-        let remote = connect(&addrs).unwrap();
+        let remote = (wire.connect)(&addrs, &ControllerOptions::default());
         let (image, rx) = remote.subscribe();
         assert_eq!(image.cluster_id, a.image().cluster_id);
         remote.submit_blocking(Command::create_topic("on-a", 1, 1)).unwrap();
 
-        // A goes away: listener closed, controller stopped.
-        stop_a.store(true, Ordering::SeqCst);
-        server_a.join().unwrap().unwrap();
+        // A goes away: no longer served, controller stopped.
+        (served_a.stop)();
         join_a.shutdown().unwrap();
         let r = remote.submit_blocking(Command::create_topic("on-b", 1, 1)).unwrap();
         assert!(matches!(r, CommandResult::TopicCreated { .. }));
@@ -967,21 +988,13 @@ mod tests {
         let MetadataDelta::Reset(reset) = d else { panic!("expected a reset, got {d:?}") };
         assert_ne!(reset.cluster_id, a.image().cluster_id);
         assert!(reset.topic("on-b").is_some());
-    }
-
-    #[test]
-    fn oversized_frames_are_refused_before_allocating() {
-        let mut bytes = (REQUEST_FRAME_BYTES_MAX + 1).to_be_bytes().to_vec();
-        bytes.extend_from_slice(b"{}");
-        let err = read_msg::<ClientMsg>(&mut &bytes[..], REQUEST_FRAME_BYTES_MAX).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        (served_b.stop)();
     }
 
     /// A controller behind the handle's image (a restarted or lagging quorum
     /// member) is not taken until it has caught up: the node must never see
     /// topics vanish, since it removes their partitions.
-    #[test]
-    fn an_older_image_is_taken_only_once_caught_up() {
+    pub(super) fn older_image_waits(wire: &Wire) {
         let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (a, join_a) = start_in_process(dir_a.path(), ConfigDefaults::default()).unwrap();
         let (b, _join_b) = start_in_process(dir_b.path(), ConfigDefaults::default()).unwrap();
@@ -991,24 +1004,14 @@ mod tests {
         for i in 0..3 {
             a.submit_blocking(Command::create_topic(format!("a{i}"), 1, 1)).unwrap();
         }
-        let listener_a = TcpListener::bind("127.0.0.1:0").unwrap();
-        let listener_b = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addrs =
-            format!("{},{}", listener_a.local_addr().unwrap(), listener_b.local_addr().unwrap());
-        let stop_a = Arc::new(AtomicBool::new(false));
-        let server_a = {
-            let (a, stop) = (a.clone(), stop_a.clone());
-            std::thread::spawn(move || serve_until(listener_a, a, &stop))
-        };
-        let b_server = b.clone();
-        std::thread::spawn(move || serve(listener_b, b_server));
-        let remote = connect(&addrs).unwrap();
+        let (served_a, served_b) = ((wire.serve)(a.clone(), 1), (wire.serve)(b.clone(), 2));
+        let addrs = format!("{},{}", served_a.addr, served_b.addr);
+        let remote = (wire.connect)(&addrs, &ControllerOptions::default());
         let (_, rx) = remote.subscribe();
         let a_image = a.image();
         assert_eq!(remote.image(), a_image);
 
-        stop_a.store(true, Ordering::SeqCst);
-        server_a.join().unwrap().unwrap();
+        (served_a.stop)();
         join_a.shutdown().unwrap();
         // B is connected to but behind: the handle keeps A's image.
         std::thread::sleep(Duration::from_millis(500));
@@ -1026,5 +1029,29 @@ mod tests {
         let d = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(matches!(&d, MetadataDelta::TopicCreated(t) if t.name == "b3"), "{d:?}");
         assert_eq!(remote.image(), b.image());
+        (served_b.stop)();
+    }
+
+    #[test]
+    fn serve_connect_round_trip() {
+        round_trip(&tcp());
+    }
+
+    #[test]
+    fn connect_fails_over_to_the_next_address() {
+        fails_over(&tcp());
+    }
+
+    #[test]
+    fn an_older_image_is_taken_only_once_caught_up() {
+        older_image_waits(&tcp());
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_allocating() {
+        let mut bytes = (REQUEST_FRAME_BYTES_MAX + 1).to_be_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        let err = read_msg::<ClientMsg>(&mut &bytes[..], REQUEST_FRAME_BYTES_MAX).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -232,28 +232,12 @@ fn wait_for_brokers(
 /// FILE`, printing `metrics: URL` and then `kafka: ADDR` once it serves
 /// Kafka (the lines `weir dev` waits for).
 pub fn node_main(path: &Path) -> Result<()> {
-    let config = NodeConfig::load(path)?;
-    weir_node::cli::init_logging_with(&config.log_format, &config.log_level);
-    weir_node::cli::install_fail_stop_panic_hook();
-    let mut signals = weir_node::cli::catch_signals()?;
-    let controller = match &config.tls_dir {
-        Some(tls) => weir_controller::connect_quic(
-            &config.controller,
-            weir_proto::NodeId(config.node_id),
-            tls,
-        ),
-        None => weir_controller::connect(&config.controller),
-    }
-    .map_err(|e| anyhow::anyhow!("connecting to controller {}: {e:#}", config.controller))?;
-    let node = weir_node::node::start(config, controller)?;
-    let mut out = std::io::stdout().lock();
-    if let Some(addr) = node.metrics_addr {
-        writeln!(out, "metrics: http://{addr}/metrics")?;
-    }
-    writeln!(out, "kafka: {}", node.kafka_addr)?;
-    out.flush()?;
-    drop(out);
-    let sig = weir_node::cli::wait_for_signal(&mut signals);
-    tracing::info!(signal = sig, "shutting down");
-    node.shutdown()
+    weir_node::cli::run_node_process(path, |node| {
+        let mut out = std::io::stdout().lock();
+        if let Some(addr) = node.metrics_addr {
+            writeln!(out, "metrics: http://{addr}/metrics")?;
+        }
+        writeln!(out, "kafka: {}", node.kafka_addr)?;
+        out.flush()
+    })
 }

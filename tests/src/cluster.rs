@@ -200,8 +200,8 @@ impl DevCluster {
     }
 }
 
-/// Runs the `weir` CLI against `bootstrap` with `stdin`; panics if it fails.
-pub fn weir_cli(bootstrap: &str, args: &[&str], stdin: &str) -> String {
+/// Runs the `weir` CLI against `bootstrap` with `stdin` as its input.
+pub fn weir_output(bootstrap: &str, args: &[&str], stdin: &str) -> std::process::Output {
     use std::io::Write;
     let mut child = Command::new(workspace_bin("weir"))
         .args(["--bootstrap-server", bootstrap])
@@ -212,7 +212,12 @@ pub fn weir_cli(bootstrap: &str, args: &[&str], stdin: &str) -> String {
         .spawn()
         .expect("run weir");
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Like [`weir_output`]; panics if it fails and returns its stdout.
+pub fn weir_cli(bootstrap: &str, args: &[&str], stdin: &str) -> String {
+    let out = weir_output(bootstrap, args, stdin);
     assert!(out.status.success(), "weir {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }

@@ -2,6 +2,7 @@
 //! on a free port with its own data folder, and tears it down.
 
 pub mod cluster;
+pub mod history;
 pub mod netns;
 pub mod raw;
 

@@ -12,82 +12,12 @@
 //! lost or changed, no record twice, and each partition in producer order.
 //! The report prints the time each fault took to a new leader.
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_tests::cluster::{DevCluster, leaders, pid_of};
+use weir_tests::history::{self, HistoryProducer};
 
 const TOPIC: &str = "history";
 const PARTITIONS: i32 = 3;
-
-/// Acknowledged records: (partition, offset, value).
-type Acks = Arc<Mutex<Vec<(i32, i64, String)>>>;
-
-struct AckContext {
-    acks: Acks,
-    failures: Arc<Mutex<BTreeMap<String, u64>>>,
-}
-
-impl rdkafka::ClientContext for AckContext {}
-
-impl rdkafka::producer::ProducerContext for AckContext {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(m) => {
-                let value = String::from_utf8(m.payload().unwrap().to_vec()).unwrap();
-                self.acks.lock().unwrap().push((m.partition(), m.offset(), value));
-            }
-            Err((e, _)) => *self.failures.lock().unwrap().entry(e.to_string()).or_default() += 1,
-        }
-    }
-}
-
-/// Produces `p<partition>-<seq>` records round-robin over the partitions
-/// until `stop`, at a modest rate, and returns how many were sent.
-fn produce_until(
-    bootstrap: String,
-    acks: Acks,
-    failures: Arc<Mutex<BTreeMap<String, u64>>>,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let producer: ThreadedProducer<AckContext> = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "2")
-            .set("message.timeout.ms", "120000")
-            .set("topic.metadata.refresh.interval.ms", "500")
-            .create_with_context(AckContext { acks, failures })
-            .expect("producer");
-        let mut seq = [0u64; PARTITIONS as usize];
-        let mut sent = 0u64;
-        while !stop.load(Ordering::Acquire) {
-            for p in 0..PARTITIONS {
-                let value = format!("p{p}-{}", seq[p as usize]);
-                let record = BaseRecord::to(TOPIC).partition(p).payload(&value).key("k");
-                match producer.send(record) {
-                    Ok(()) => {
-                        seq[p as usize] += 1;
-                        sent += 1;
-                    }
-                    Err((e, _)) => {
-                        eprintln!("send: {e}");
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        producer.flush(Duration::from_secs(120)).expect("every record settled");
-        sent
-    })
-}
 
 /// Waits until Metadata (asked at any live node) names a leader for
 /// `partition` other than `not`; returns it and the time it took.
@@ -139,19 +69,8 @@ fn acknowledged_records_survive_leader_and_controller_failures() {
         "min.insync.replicas=2",
     ]);
 
-    let acks: Acks = Arc::default();
-    let failures = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer =
-        produce_until(dev.bootstrap.clone(), acks.clone(), Arc::clone(&failures), stop.clone());
-    let acked = || acks.lock().unwrap().len();
-    let wait_acks = |n: usize| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while acked() < n {
-            assert!(Instant::now() < deadline, "producer stalled at {} acks", acked());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    let producer = HistoryProducer::start(&dev.bootstrap, TOPIC, PARTITIONS, &[]);
+    let wait_acks = |n: usize| producer.wait_acks(n, Duration::from_secs(60), "history");
     wait_acks(3000);
 
     // 1. kill -9 the leader of partition 0.
@@ -169,7 +88,7 @@ fn acknowledged_records_survive_leader_and_controller_failures() {
         assert!(Instant::now() < deadline, "no under-replicated partition reported");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let before = acked();
+    let before = producer.acked();
     wait_acks(before + 3000);
 
     // 2. kill -9 the active controller member; the cluster keeps going.
@@ -190,7 +109,7 @@ fn acknowledged_records_survive_leader_and_controller_failures() {
         "controller {member} killed: member {next} active after {:?}",
         killed_member.elapsed()
     );
-    let before = acked();
+    let before = producer.acked();
     wait_acks(before + 3000);
 
     // 3. restart the killed node: it catches up and rejoins every ISR.
@@ -222,7 +141,7 @@ fn acknowledged_records_survive_leader_and_controller_failures() {
     assert!(expands >= 1.0, "ISR expansions counted: {expands}");
     let controller = format!("http://127.0.0.1:{}/metrics", dev.port + 300 + next);
     assert!(metric(&controller, "weir_controller_leader_elections_total") >= 1.0);
-    let before = acked();
+    let before = producer.acked();
     wait_acks(before + 2000);
 
     // 4. controlled shutdown: node `leader` leads partition 0 again
@@ -248,71 +167,25 @@ fn acknowledged_records_survive_leader_and_controller_failures() {
     // Without a controlled shutdown the move would wait for the session
     // timeout (4 s in weir dev) after the exit.
     assert!(after_exit < Duration::from_millis(1500), "leadership moved before the exit");
-    let before = acked();
+    let before = producer.acked();
     wait_acks(before + 2000);
 
-    stop.store(true, Ordering::Release);
-    let sent = producer.join().expect("producer thread");
-    let acks = acks.lock().unwrap().clone();
-    let failures = failures.lock().unwrap().clone();
-    eprintln!("sent {sent}, acknowledged {}, failed {failures:?}", acks.len());
+    let produced = producer.finish();
+    let acks = produced.acks;
+    eprintln!(
+        "sent {}, acknowledged {}, failed {:?}",
+        produced.sent,
+        acks.len(),
+        produced.failures
+    );
 
     // Read everything back and check the history.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &dev.bootstrap)
-        .set("group.id", "history-check")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(TOPIC, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut log: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
-    let mut at_end = HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while at_end.len() < PARTITIONS as usize {
-        assert!(Instant::now() < deadline, "reading back timed out");
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let v = String::from_utf8(m.payload().unwrap().to_vec()).unwrap();
-                log.entry(m.partition()).or_default().push((m.offset(), v));
-                at_end.remove(&m.partition());
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            Some(Err(e)) => eprintln!("consume: {e}"),
-            None => {}
-        }
-    }
-    let mut stored: BTreeMap<(i32, i64), String> = BTreeMap::new();
-    let mut values = HashSet::new();
-    for (p, records) in &log {
-        let mut last_seq = -1i64;
-        for (offset, v) in records {
-            assert!(values.insert(v.clone()), "{v} stored twice (partition {p} offset {offset})");
-            let seq: i64 = v.rsplit('-').next().unwrap().parse().unwrap();
-            assert!(v.starts_with(&format!("p{p}-")), "{v} in partition {p}");
-            assert!(seq > last_seq, "partition {p} out of order: {seq} after {last_seq}");
-            last_seq = seq;
-            stored.insert((*p, *offset), v.clone());
-        }
-    }
-    for (p, offset, v) in &acks {
-        assert_eq!(
-            stored.get(&(*p, *offset)),
-            Some(v),
-            "acknowledged {v} at partition {p} offset {offset} is not there"
-        );
-    }
+    let log = history::read_back(&dev.bootstrap, TOPIC, PARTITIONS, "history-check");
+    let stored = history::check(&log, &acks);
     assert!(acks.len() as u64 >= 11_000, "too few acknowledgements: {}", acks.len());
     eprintln!(
-        "history checked: {} acknowledged records present, {} stored, in order, no duplicates",
-        acks.len(),
-        stored.len()
+        "history checked: {} acknowledged records present, {stored} stored, in order, no duplicates",
+        acks.len()
     );
     drop(dev);
 }

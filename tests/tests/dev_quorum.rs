@@ -3,25 +3,10 @@
 //! topics, produces and serves what it stored (through the `weir` CLI, which
 //! speaks only the Kafka protocol).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use weir_tests::cluster::weir_cli as weir;
 use weir_tests::{WeirDev, workspace_bin};
-
-fn weir(bootstrap: &str, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(workspace_bin("weir"))
-        .args(["--bootstrap-server", bootstrap])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run weir");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "weir {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Which member (1..=3) reports itself active, if any.
 fn active_member(kafka_port: u16) -> Option<u16> {

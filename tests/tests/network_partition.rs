@@ -25,19 +25,16 @@
 //! On failure (or with WEIR_TEST_KEEP set) the temporary folder, with the
 //! configs and every process's log, is kept and its path printed.
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use weir_tests::cluster::{brokers, leaders};
+use weir_tests::history::{self, HistoryProducer};
 use weir_tests::netns::NetNs;
 use weir_tests::workspace_bin;
 
@@ -49,10 +46,6 @@ const ISOLATED: i32 = 3;
 const SESSION_TIMEOUT_MS: u64 = 3000;
 /// How long the cut lasts at least.
 const CUT_FOR: Duration = Duration::from_secs(12);
-
-/// Acknowledged records: (partition, offset, value).
-type Acks = Arc<Mutex<Vec<(i32, i64, String)>>>;
-type Failures = Arc<Mutex<BTreeMap<String, u64>>>;
 
 /// Prints a progress line with the seconds since the test began.
 macro_rules! say {
@@ -456,119 +449,8 @@ fn create_topic(cluster: &Cluster, start: Instant) {
     }
 }
 
-struct AckContext {
-    acks: Acks,
-    failures: Failures,
-}
-
-impl rdkafka::ClientContext for AckContext {}
-
-impl rdkafka::producer::ProducerContext for AckContext {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(m) => {
-                let value = String::from_utf8(m.payload().unwrap().to_vec()).unwrap();
-                self.acks.lock().unwrap().push((m.partition(), m.offset(), value));
-            }
-            Err((e, _)) => *self.failures.lock().unwrap().entry(e.to_string()).or_default() += 1,
-        }
-    }
-}
-
-/// Produces `p<partition>-<seq>` records round-robin over the partitions
-/// until `stop`, then waits for every record to settle; returns how many
-/// were sent.
-fn produce_until(
-    bootstrap: String,
-    acks: Acks,
-    failures: Failures,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let producer: ThreadedProducer<AckContext> = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "2")
-            .set("message.timeout.ms", "120000")
-            // A request to the cut-off leader gets no answer; give up on it
-            // (and retry elsewhere) well before librdkafka's 30 s default so
-            // the test stays short.
-            .set("request.timeout.ms", "10000")
-            .set("topic.metadata.refresh.interval.ms", "500")
-            .create_with_context(AckContext { acks, failures })
-            .expect("producer");
-        let mut seq = [0u64; PARTITIONS as usize];
-        let mut sent = 0u64;
-        while !stop.load(Ordering::Acquire) {
-            for p in 0..PARTITIONS {
-                let value = format!("p{p}-{}", seq[p as usize]);
-                let record = BaseRecord::to(TOPIC).partition(p).payload(&value).key("k");
-                match producer.send(record) {
-                    Ok(()) => {
-                        seq[p as usize] += 1;
-                        sent += 1;
-                    }
-                    Err((e, _)) => {
-                        eprintln!("send: {e}");
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        producer.flush(Duration::from_secs(120)).expect("every record settled");
-        sent
-    })
-}
-
-/// Acknowledgements so far, per partition.
-fn acked_per_partition(acks: &Acks) -> [usize; PARTITIONS as usize] {
-    let mut n = [0; PARTITIONS as usize];
-    for (p, _, _) in acks.lock().unwrap().iter() {
-        n[*p as usize] += 1;
-    }
-    n
-}
-
 fn reachable(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
-}
-
-/// Reads every partition from the beginning to its end.
-fn read_back(bootstrap: &str) -> BTreeMap<i32, Vec<(i64, String)>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "np-history-check")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(TOPIC, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut log: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
-    let mut at_end = HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while at_end.len() < PARTITIONS as usize {
-        assert!(Instant::now() < deadline, "reading back timed out");
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let v = String::from_utf8(m.payload().unwrap().to_vec()).unwrap();
-                log.entry(m.partition()).or_default().push((m.offset(), v));
-                at_end.remove(&m.partition());
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            Some(Err(e)) => eprintln!("consume: {e}"),
-            None => {}
-        }
-    }
-    log
 }
 
 #[test]
@@ -578,19 +460,17 @@ fn acknowledged_records_survive_a_network_partition_of_the_leader() {
     create_topic(&cluster, start);
     say!(start, "topic {TOPIC}:\n{}", cluster.weir(&["topics", "describe", "--topic", TOPIC]));
 
-    let acks: Acks = Arc::default();
-    let failures: Failures = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer =
-        produce_until(cluster.bootstrap(), acks.clone(), Arc::clone(&failures), stop.clone());
-    let acked = || acks.lock().unwrap().len();
-    let wait_acks = |n: usize, what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while acked() < n {
-            assert!(Instant::now() < deadline, "{what}: producer stalled at {} acks", acked());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    // A request to the cut-off leader gets no answer; give up on it (and
+    // retry elsewhere) well before librdkafka's 30 s default so the test
+    // stays short.
+    let producer = HistoryProducer::start(
+        &cluster.bootstrap(),
+        TOPIC,
+        PARTITIONS,
+        &[("request.timeout.ms", "10000")],
+    );
+    let acked = || producer.acked();
+    let wait_acks = |n: usize, what: &str| producer.wait_acks(n, Duration::from_secs(30), what);
     wait_acks(1500, "before the cut");
 
     // The cut. Node 3 must be reachable right before and unreachable during
@@ -599,7 +479,7 @@ fn acknowledged_records_survive_a_network_partition_of_the_leader() {
     let (kafka3, metrics3) = (isolated.kafka, isolated.metrics);
     assert!(reachable(kafka3) && reachable(metrics3), "node {ISOLATED} reachable before the cut");
     assert_eq!(leaders(&cluster.first(), TOPIC)[&0], ISOLATED, "node {ISOLATED} leads partition 0");
-    let before_cut = acked_per_partition(&acks);
+    let before_cut = producer.acked_per_partition();
     cluster.netns.cut();
     let cut = Instant::now();
     say!(start, "node {ISOLATED} cut off; acks per partition so far {before_cut:?}");
@@ -636,14 +516,14 @@ fn acknowledged_records_survive_a_network_partition_of_the_leader() {
     // partition 0 has not resumed yet.
     let deadline = cut + Duration::from_secs(40);
     let resumed = loop {
-        if acked_per_partition(&acks)[0] >= before_cut[0] + 300 {
+        if producer.acked_per_partition()[0] >= before_cut[0] + 300 {
             break cut.elapsed();
         }
         assert!(
             Instant::now() < deadline,
             "partition 0 took no writes for 40 s after the cut (acks {:?}, failures {:?})",
-            acked_per_partition(&acks),
-            failures.lock().unwrap()
+            producer.acked_per_partition(),
+            producer.failures()
         );
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -653,7 +533,7 @@ fn acknowledged_records_survive_a_network_partition_of_the_leader() {
     }
     cluster.assert_healthy();
     assert!(!reachable(kafka3), "node {ISOLATED} still cut off at the end of the cut");
-    let during = acked_per_partition(&acks);
+    let during = producer.acked_per_partition();
     cluster.netns.heal();
     let healed = Instant::now();
     say!(start, "healed after {:?}; acks per partition {during:?}", cut.elapsed());
@@ -680,44 +560,21 @@ fn acknowledged_records_survive_a_network_partition_of_the_leader() {
     );
     let before = acked();
     wait_acks(before + 1500, "after healing");
-    stop.store(true, Ordering::Release);
-    let sent = producer.join().expect("producer thread");
-    let acks = acks.lock().unwrap().clone();
-    let failures = failures.lock().unwrap().clone();
-    say!(start, "sent {sent}, acknowledged {}, failed {failures:?}", acks.len());
+    let produced = producer.finish();
+    let acks = produced.acks;
+    say!(
+        start,
+        "sent {}, acknowledged {}, failed {:?}",
+        produced.sent,
+        acks.len(),
+        produced.failures
+    );
     cluster.assert_healthy();
 
     // The history: every acknowledged record where it was acknowledged, no
     // value twice, each partition in the producer's order.
-    let log = read_back(&cluster.bootstrap());
-    let mut stored: BTreeMap<(i32, i64), String> = BTreeMap::new();
-    let mut values = HashSet::new();
-    for (p, records) in &log {
-        let mut last_seq = -1i64;
-        for (offset, v) in records {
-            assert!(values.insert(v.clone()), "{v} stored twice (partition {p} offset {offset})");
-            assert!(v.starts_with(&format!("p{p}-")), "{v} in partition {p}");
-            let seq: i64 = v.rsplit('-').next().unwrap().parse().unwrap();
-            assert!(seq > last_seq, "partition {p} out of order: {seq} after {last_seq}");
-            last_seq = seq;
-            stored.insert((*p, *offset), v.clone());
-        }
-    }
-    let mut lost = Vec::new();
-    for (p, offset, v) in &acks {
-        if stored.get(&(*p, *offset)) != Some(v) {
-            lost.push(format!(
-                "{v} acknowledged at partition {p} offset {offset}, stored there: {:?}",
-                stored.get(&(*p, *offset))
-            ));
-        }
-    }
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged records missing or changed, e.g.:\n{}",
-        lost.len(),
-        lost.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
-    );
+    let log = history::read_back(&cluster.bootstrap(), TOPIC, PARTITIONS, "np-history-check");
+    let stored = history::check(&log, &acks);
     assert!(acks.len() >= 3000, "too few acknowledgements: {}", acks.len());
     let per_partition: Vec<usize> =
         (0..PARTITIONS).map(|p| log.get(&p).map_or(0, Vec::len)).collect();
@@ -726,7 +583,7 @@ fn acknowledged_records_survive_a_network_partition_of_the_leader() {
         "HISTORY OK: {} acknowledged records present, {} stored {per_partition:?}, in order, no duplicates; \
          failover {failover:?}",
         acks.len(),
-        stored.len()
+        stored
     );
 
     // A clean stop: nodes first (controlled shutdown needs the controller).

@@ -30,12 +30,11 @@ use kafka_protocol::messages::list_partition_reassignments_request::ListPartitio
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
-use weir_tests::cluster::{DevCluster, leaders, pid_of};
-use weir_tests::{raw, workspace_bin};
+use weir_tests::cluster::{DevCluster, leaders, pid_of, weir_output as weir_at};
+use weir_tests::raw;
 
 const TOPIC: &str = "moving";
 const RECORDS: usize = 500;
@@ -45,20 +44,6 @@ const LEADER_RATE: &str = "leader.replication.throttled.rate";
 const FOLLOWER_RATE: &str = "follower.replication.throttled.rate";
 const LEADER_REPLICAS: &str = "leader.replication.throttled.replicas";
 const FOLLOWER_REPLICAS: &str = "follower.replication.throttled.replicas";
-
-/// Runs the `weir` CLI against `bootstrap`, with `stdin` as its input.
-fn weir_at(bootstrap: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(workspace_bin("weir"))
-        .args(["--bootstrap-server", bootstrap])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run weir");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
 
 fn ok(out: Output, what: &str) -> String {
     assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));

@@ -597,8 +597,10 @@ mod tests {
     use crate::config::ConfigDefaults;
     use crate::handle::start_in_process;
     use crate::raft::network::member_node_id;
+    use crate::remote::tests::{
+        Served as WireServed, Wire, fails_over, older_image_waits, round_trip,
+    };
     use crate::state::tests::node;
-    use futures::executor::block_on;
 
     /// A controller served over QUIC on a free port: its address, stop flag
     /// and serving thread.
@@ -639,128 +641,36 @@ mod tests {
         connect_with_identity(addrs, ca.trust_roots().unwrap(), identity, options).unwrap()
     }
 
+    /// The handle's scenarios (see `remote::tests`) over QUIC with mutual
+    /// TLS against a fresh development CA (kept alive by the returned folder).
+    fn quic() -> (Wire, tempfile::TempDir) {
+        let tls = tempfile::tempdir().unwrap();
+        let ca = Arc::new(DevCa::load_or_create(tls.path()).unwrap());
+        let ca2 = ca.clone();
+        let wire = Wire {
+            serve: Box::new(move |handle, member| {
+                let served = serve(&ca, handle, member);
+                let addr = served.addr.to_string();
+                WireServed { addr, stop: Box::new(move || served.stop()) }
+            }),
+            connect: Box::new(move |addrs, options| client(&ca2, addrs, options)),
+        };
+        (wire, tls)
+    }
+
     #[test]
     fn serve_connect_round_trip() {
-        let (dir, tls) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let ca = DevCa::load_or_create(tls.path()).unwrap();
-        let (local, join) = start_in_process(dir.path(), ConfigDefaults::default()).unwrap();
-        let served = serve(&ca, local.clone(), 1);
-        let options =
-            ControllerOptions { failover_deadline: Duration::from_secs(1), ..Default::default() };
-        let remote = client(&ca, &served.addr.to_string(), &options);
-        let (image, rx) = remote.subscribe();
-        assert_eq!(image.cluster_id, local.image().cluster_id);
-
-        block_on(async {
-            remote.submit(Command::RegisterNode(node(1))).await.unwrap();
-            let r = remote.submit(Command::create_topic("remote.t", 3, 1)).await.unwrap();
-            let CommandResult::TopicCreated { topic, .. } = r else { panic!() };
-            assert_eq!(topic.partitions.len(), 3);
-            // Read-your-writes holds remotely too.
-            assert!(remote.image().topic("remote.t").is_some());
-            let e = remote.submit(Command::create_topic("remote_t", 1, 1)).await.unwrap_err();
-            assert_eq!(e.kafka_code(), 17);
-            assert!(e.message().contains("collides"));
-        });
-
-        let mut mirror = image;
-        for _ in 0..2 {
-            mirror.apply_delta(&rx.recv_timeout(Duration::from_secs(5)).unwrap());
-        }
-        assert_eq!(mirror, local.image());
-        assert_eq!(remote.image(), local.image());
-
-        // A change made in-process reaches the remote subscriber (the long
-        // poll is answered when it happens).
-        local.submit_blocking(Command::create_topic("local-t", 1, 1)).unwrap();
-        let d = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-        assert!(matches!(d, MetadataDelta::TopicCreated(t) if t.name == "local-t"));
-
-        // Controller shutdown: submits are retried until the failover
-        // deadline, then fail retriably; the subscription stays open.
-        join.shutdown().unwrap();
-        served.thread.join().unwrap().unwrap();
-        let started = Instant::now();
-        let e = remote.submit_blocking(Command::RegisterNode(node(2))).unwrap_err();
-        assert_eq!(e.kafka_code(), 7, "{e}");
-        assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
-        assert!(matches!(
-            rx.recv_timeout(Duration::from_millis(100)),
-            Err(flume::RecvTimeoutError::Timeout)
-        ));
+        round_trip(&quic().0);
     }
 
     #[test]
     fn connect_fails_over_to_the_next_address() {
-        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let tls = tempfile::tempdir().unwrap();
-        let ca = DevCa::load_or_create(tls.path()).unwrap();
-        let (a, join_a) = start_in_process(dir_a.path(), ConfigDefaults::default()).unwrap();
-        let (b, _join_b) = start_in_process(dir_b.path(), ConfigDefaults::default()).unwrap();
-        for c in [&a, &b] {
-            c.submit_blocking(Command::RegisterNode(node(1))).unwrap();
-        }
-        let served_a = serve(&ca, a.clone(), 1);
-        let served_b = serve(&ca, b.clone(), 2);
-        let addrs = format!("{},{}", served_a.addr, served_b.addr);
-
-        let remote = client(&ca, &addrs, &ControllerOptions::default());
-        let (image, rx) = remote.subscribe();
-        assert_eq!(image.cluster_id, a.image().cluster_id);
-        remote.submit_blocking(Command::create_topic("on-a", 1, 1)).unwrap();
-
-        served_a.stop();
-        join_a.shutdown().unwrap();
-        let r = remote.submit_blocking(Command::create_topic("on-b", 1, 1)).unwrap();
-        assert!(matches!(r, CommandResult::TopicCreated { .. }));
-        let image = remote.image();
-        assert!(image.topic("on-b").is_some() && image.topic("on-a").is_none());
-
-        let d = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-        assert!(matches!(&d, MetadataDelta::TopicCreated(t) if t.name == "on-a"), "{d:?}");
-        let d = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-        let MetadataDelta::Reset(reset) = d else { panic!("expected a reset, got {d:?}") };
-        assert_ne!(reset.cluster_id, a.image().cluster_id);
-        assert!(reset.topic("on-b").is_some());
-        drop(served_b);
+        fails_over(&quic().0);
     }
 
     #[test]
     fn an_older_image_is_taken_only_once_caught_up() {
-        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let tls = tempfile::tempdir().unwrap();
-        let ca = DevCa::load_or_create(tls.path()).unwrap();
-        let (a, join_a) = start_in_process(dir_a.path(), ConfigDefaults::default()).unwrap();
-        let (b, _join_b) = start_in_process(dir_b.path(), ConfigDefaults::default()).unwrap();
-        for c in [&a, &b] {
-            c.submit_blocking(Command::RegisterNode(node(1))).unwrap();
-        }
-        for i in 0..3 {
-            a.submit_blocking(Command::create_topic(format!("a{i}"), 1, 1)).unwrap();
-        }
-        let served_a = serve(&ca, a.clone(), 1);
-        let _served_b = serve(&ca, b.clone(), 2);
-        let addrs = format!("{},{}", served_a.addr, _served_b.addr);
-        let remote = client(&ca, &addrs, &ControllerOptions::default());
-        let (_, rx) = remote.subscribe();
-        let a_image = a.image();
-        assert_eq!(remote.image(), a_image);
-
-        served_a.stop();
-        join_a.shutdown().unwrap();
-        std::thread::sleep(Duration::from_millis(500));
-        assert_eq!(remote.image(), a_image);
-        assert!(rx.try_recv().is_err(), "nothing published");
-        for i in 0..4 {
-            b.submit_blocking(Command::create_topic(format!("b{i}"), 1, 1)).unwrap();
-        }
-        let d = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-        let MetadataDelta::Reset(image) = d else { panic!("expected a reset, got {d:?}") };
-        assert_eq!(image.version, a_image.version);
-        assert_eq!(image.cluster_id, b.image().cluster_id);
-        let d = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-        assert!(matches!(&d, MetadataDelta::TopicCreated(t) if t.name == "b3"), "{d:?}");
-        assert_eq!(remote.image(), b.image());
+        older_image_waits(&quic().0);
     }
 
     /// A node whose certificate comes from another CA gets nothing: the

@@ -1,5 +1,5 @@
-//! Process plumbing shared by `weir-node` and `weir dev`: logging set-up and
-//! waiting for SIGINT/SIGTERM.
+//! Process plumbing shared by `weir-node`, `weir node` and `weir dev`:
+//! logging set-up, waiting for SIGINT/SIGTERM, running a node process.
 
 /// Sets up `tracing` output: human-readable by default, JSON when asked.
 /// Levels per module come from `RUST_LOG` (default `info`).
@@ -53,4 +53,32 @@ pub fn catch_signals() -> anyhow::Result<signal_hook::iterator::Signals> {
 /// Blocks until one of the caught signals arrives.
 pub fn wait_for_signal(signals: &mut signal_hook::iterator::Signals) -> i32 {
     signals.forever().next().unwrap_or(signal_hook::consts::SIGTERM)
+}
+
+/// Runs one node from its config file until SIGINT or SIGTERM: logging,
+/// fail-stop panics, the controller link (QUIC with mutual TLS when the
+/// config names a `tls_dir`, else TCP), then `announce` once the node serves
+/// Kafka (the start-up lines a supervisor waits for), and a clean shutdown.
+pub fn run_node_process(
+    path: &std::path::Path,
+    announce: impl FnOnce(&crate::node::RunningNode) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    let config = crate::config::NodeConfig::load(path)?;
+    init_logging_with(&config.log_format, &config.log_level);
+    install_fail_stop_panic_hook();
+    let mut signals = catch_signals()?;
+    let controller = match &config.tls_dir {
+        Some(tls) => weir_controller::connect_quic(
+            &config.controller,
+            weir_proto::NodeId(config.node_id),
+            tls,
+        ),
+        None => weir_controller::connect(&config.controller),
+    }
+    .map_err(|e| anyhow::anyhow!("connecting to controller {}: {e:#}", config.controller))?;
+    let node = crate::node::start(config, controller)?;
+    announce(&node)?;
+    let sig = wait_for_signal(&mut signals);
+    tracing::info!(signal = sig, "shutting down");
+    node.shutdown()
 }

@@ -217,13 +217,7 @@ async fn reconcile(shard: &Rc<Shard>) -> anyhow::Result<()> {
                 let tp = TopicPartition::new(t.name.clone(), p.partition.0);
                 let hosted = p.leader == shard.node_id || p.replicas.contains(&shard.node_id);
                 if hosted && shard.shard_for(&tp) == shard.id {
-                    wanted.push((
-                        tp,
-                        t.id,
-                        settings.clone(),
-                        p.leader_epoch,
-                        t.partitions.len() as u32,
-                    ));
+                    wanted.push((tp, t.id, settings.clone()));
                 }
             }
         }
@@ -244,14 +238,13 @@ async fn reconcile(shard: &Rc<Shard>) -> anyhow::Result<()> {
         p.remove().await;
         tracing::info!(partition = %p.tp, "partition removed");
     }
-    for (tp, id, settings, epoch, _) in wanted {
+    for (tp, id, settings) in wanted {
         let existing = shard.partition(&tp);
         match existing {
             Some(p) => {
                 if p.settings() != settings {
                     p.update_settings(settings);
                 }
-                p.set_leader_epoch(epoch);
             }
             None => {
                 anyhow::ensure!(
@@ -267,7 +260,7 @@ async fn reconcile(shard: &Rc<Shard>) -> anyhow::Result<()> {
                     space: shard.space[&dir].clone(),
                     replica: replica_config(shard),
                 };
-                let p = Partition::open(&dir, tp.clone(), id, settings, epoch, &env, now_ms())
+                let p = Partition::open(&dir, tp.clone(), id, settings, &env, now_ms())
                     .await
                     .map_err(|e| anyhow::anyhow!("opening {tp}: {e}"))?;
                 shard.partitions.borrow_mut().insert(tp, p.clone());

@@ -586,16 +586,13 @@ async fn serve_inbound(shard: Rc<Shard>, request: InboundRequest) {
             match result {
                 Ok(list) => {
                     for (i, (r, b)) in list {
-                        any_data |= !b.is_empty()
-                            || r.error != 0
-                            || r.diverging_epoch.is_some()
-                            || r.epoch_end.is_some();
+                        any_data |= worth_answering(&r, &b);
                         answers[i] = Some((r, b));
                     }
                 }
                 Err(_) => {
                     for w in wanted {
-                        answers[w.index] = Some((error_response(&w.part, 6), Bytes::new()));
+                        answers[w.index] = Some((partition_response(&w.part, 6), Bytes::new()));
                     }
                     any_data = true;
                 }
@@ -621,7 +618,14 @@ async fn serve_inbound(shard: Rc<Shard>, request: InboundRequest) {
     }
 }
 
-fn error_response(part: &FetchPartition, error: i16) -> FetchPartitionResponse {
+/// Whether a partition's answer ends a long poll: records, an error, or a
+/// truncation point to act on.
+fn worth_answering(r: &FetchPartitionResponse, records: &Bytes) -> bool {
+    !records.is_empty() || r.error != 0 || r.diverging_epoch.is_some() || r.epoch_end.is_some()
+}
+
+/// A partition's answer with `error` and nothing else filled in yet.
+fn partition_response(part: &FetchPartition, error: i16) -> FetchPartitionResponse {
     FetchPartitionResponse {
         topic: part.topic.clone(),
         partition: part.partition,
@@ -653,7 +657,7 @@ async fn serve_local(
         for w in &wanted {
             let tp = TopicPartition::new(w.part.topic.clone(), w.part.partition);
             let answer = match shard.partition(&tp) {
-                None => (error_response(&w.part, 3), Bytes::new()),
+                None => (partition_response(&w.part, 3), Bytes::new()),
                 Some(p) => {
                     listeners.push(p.appended.listen());
                     // A throttled partition over its quota sends nothing this
@@ -673,10 +677,7 @@ async fn serve_local(
                     answer
                 }
             };
-            any |= !answer.1.is_empty()
-                || answer.0.error != 0
-                || answer.0.diverging_epoch.is_some()
-                || answer.0.epoch_end.is_some();
+            any |= worth_answering(&answer.0, &answer.1);
             out.push((w.index, answer));
         }
         let now = std::time::Instant::now();
@@ -696,7 +697,7 @@ async fn serve_partition(
     part: &FetchPartition,
     max_bytes: usize,
 ) -> (FetchPartitionResponse, Bytes) {
-    let mut r = error_response(part, 0);
+    let mut r = partition_response(part, 0);
     let fill = |r: &mut FetchPartitionResponse, p: &Partition| {
         r.high_watermark = p.high_watermark().0;
         r.log_start = p.log_start_offset().0;

@@ -6,53 +6,23 @@
 //! leader, so both logs end up identical.
 
 use bytes::Bytes;
-use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
-use weir_node::config::{Durability, NodeConfig};
-use weir_node::limits::Limits;
 use weir_node::rt::{dma_probe, run_local};
-use weir_node::storage::cache::ShardCache;
-use weir_node::storage::partition::{Partition, PartitionError, StorageEnv, TopicSettings};
-use weir_node::storage::space::DirSpace;
-use weir_node_core::log::LogConfig;
-use weir_node_core::replica::{
-    FetchAnswer, PartitionEpoch, PartitionState, ReplicaConfig, ReplicaRequest,
-};
+use weir_node::storage::partition::{Partition, PartitionError};
+use weir_node_core::replica::{FetchAnswer, PartitionEpoch, PartitionState, ReplicaRequest};
 use weir_proto::batch::{BatchIter, build};
 use weir_proto::{
     LeaderEpoch, NodeId, Offset, PartitionId, ProducerEpoch, ProducerId, TopicPartition,
 };
 
-const TOPIC_ID: uuid::Uuid = uuid::Uuid::from_u128(0xfeed);
-const T0: i64 = 1_700_000_000_000;
+mod common;
+use common::T0;
 
+/// Node `node`'s replica; small segments, so truncation crosses segment
+/// boundaries.
 async fn open(dir: &Path, node: i32) -> Rc<Partition> {
-    let env = StorageEnv {
-        durability: Durability::Fsync,
-        limits: Rc::new(Limits::from_config(&NodeConfig::default())),
-        shard_cache: Rc::new(RefCell::new(ShardCache::new(64 << 20))),
-        space: Rc::new(DirSpace::new(dir.to_path_buf(), 0)),
-        replica: ReplicaConfig {
-            node: NodeId(node),
-            partition: PartitionId(0),
-            min_insync_replicas: 1,
-            replica_lag_time_max_ms: 30_000,
-            fetch_backoff_ms: 100,
-            request_timeout_ms: 30_000,
-            ack_waiters_max: 1,
-        },
-    };
-    let settings = TopicSettings {
-        // Small segments: truncation crosses segment boundaries.
-        log: LogConfig { segment_bytes: 4096, ..LogConfig::default() },
-        max_message_bytes: 1 << 20,
-        log_append_time: false,
-        min_insync_replicas: 1,
-    };
-    Partition::open(dir, TopicPartition::new("r", 0), TOPIC_ID, settings, LeaderEpoch(0), &env, T0)
-        .await
-        .expect("open partition")
+    common::open(dir, TopicPartition::new("r", 0), node, 4096).await
 }
 
 fn state(leader: i32, epoch: i32, partition_epoch: i32, isr: &[i32]) -> PartitionState {

@@ -4,57 +4,17 @@
 //! and appends continue at the right offset.
 
 use bytes::Bytes;
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use weir_node::config::{Durability, NodeConfig};
-use weir_node::limits::Limits;
 use weir_node::rt::{dma_probe, run_local};
-use weir_node::storage::cache::ShardCache;
-use weir_node::storage::partition::{Partition, StorageEnv, TopicSettings};
-use weir_node::storage::space::DirSpace;
-use weir_node_core::log::LogConfig;
+use weir_node::storage::partition::Partition;
 use weir_proto::batch::{BatchIter, build};
 use weir_proto::{LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
 
-const TOPIC_ID: uuid::Uuid = uuid::Uuid::from_u128(0x1234_5678);
-
-fn settings(segment_bytes: u64) -> TopicSettings {
-    TopicSettings {
-        log: LogConfig { segment_bytes, ..LogConfig::default() },
-        max_message_bytes: 1 << 20,
-        log_append_time: false,
-        min_insync_replicas: 1,
-    }
-}
+mod common;
 
 async fn open(dir: &Path, segment_bytes: u64) -> Rc<Partition> {
-    let env = StorageEnv {
-        durability: Durability::Fsync,
-        limits: Rc::new(Limits::from_config(&NodeConfig::default())),
-        shard_cache: Rc::new(RefCell::new(ShardCache::new(64 << 20))),
-        space: Rc::new(DirSpace::new(dir.to_path_buf(), 0)),
-        replica: weir_node_core::replica::ReplicaConfig {
-            node: NodeId(1),
-            partition: PartitionId(0),
-            min_insync_replicas: 1,
-            replica_lag_time_max_ms: 30_000,
-            fetch_backoff_ms: 100,
-            request_timeout_ms: 30_000,
-            ack_waiters_max: 1,
-        },
-    };
-    let p = Partition::open(
-        dir,
-        TopicPartition::new("faults", 0),
-        TOPIC_ID,
-        settings(segment_bytes),
-        LeaderEpoch(0),
-        &env,
-        1_700_000_000_000,
-    )
-    .await
-    .expect("open partition");
+    let p = common::open(dir, TopicPartition::new("faults", 0), 1, segment_bytes).await;
     // The only replica, leading (as the controller would say).
     let state = weir_node_core::replica::PartitionState {
         partition: PartitionId(0),

@@ -158,7 +158,6 @@ struct State {
     /// writer's file).
     files: BTreeMap<Offset, Rc<DmaFile>>,
     settings: TopicSettings,
-    leader_epoch: LeaderEpoch,
     written_offset: Offset,
 }
 
@@ -185,6 +184,8 @@ pub struct Partition {
     pub replica: RefCell<ReplicaState>,
     /// Epoch entries as last checkpointed.
     epochs_written: RefCell<Vec<EpochEntry>>,
+    /// The high watermark as last checkpointed (none yet: −1).
+    hw_written: Cell<Offset>,
     /// Notified on every append (wakes followers' long-poll fetches here).
     pub appended: Event,
     /// Set while a fetched answer is being written: the core's next fetch
@@ -235,7 +236,6 @@ impl Partition {
         tp: TopicPartition,
         topic_id: TopicId,
         settings: TopicSettings,
-        leader_epoch: LeaderEpoch,
         env: &StorageEnv,
         now_ms: i64,
     ) -> Result<Rc<Partition>, PartitionError> {
@@ -374,13 +374,8 @@ impl Partition {
         // Producer state: the snapshot taken when the last segment was rolled
         // in, plus the idempotent batches found scanning that segment.
         let active_base = log.active_segment().base_offset;
-        let mut producers = ProducerStateTable::new(limits.producers_per_partition_max);
-        if let Ok(bytes) = std::fs::read(segment_path(&dir, active_base, "snapshot")) {
-            match ProducerStateTable::decode_snapshot(&bytes, limits.producers_per_partition_max) {
-                Ok((_, table)) => producers = table,
-                Err(e) => tracing::warn!(partition = %tp, "ignoring producer snapshot: {e}"),
-            }
-        }
+        let mut producers =
+            load_producer_snapshot(&dir, active_base, limits.producers_per_partition_max, &tp);
         for b in producer_batches {
             producers.record(b);
         }
@@ -407,8 +402,7 @@ impl Partition {
         );
         log.advance_high_watermark(replica.high_watermark());
         let epochs_written = replica.epoch_cache().entries().to_vec();
-        let state =
-            State { log, producers, writer, files, settings, leader_epoch, written_offset: end };
+        let state = State { log, producers, writer, files, settings, written_offset: end };
         Ok(Rc::new(Partition {
             tp,
             topic_id,
@@ -427,6 +421,7 @@ impl Partition {
             write_behind_pending: Cell::new(false),
             replica: RefCell::new(replica),
             epochs_written: RefCell::new(epochs_written),
+            hw_written: Cell::new(Offset::NONE),
             appended: Event::new(),
             follower_writing: Cell::new(false),
         }))
@@ -467,12 +462,9 @@ impl Partition {
     pub fn leader_epoch(&self) -> LeaderEpoch {
         match self.replica.borrow().role() {
             Role::Leader { epoch } | Role::Follower { epoch, .. } => epoch,
-            Role::Offline => self.state.borrow().leader_epoch,
+            // Before the controller's state arrives (after a restart).
+            Role::Offline => LeaderEpoch::UNKNOWN,
         }
-    }
-
-    pub fn set_leader_epoch(&self, epoch: LeaderEpoch) {
-        self.state.borrow_mut().leader_epoch = epoch;
     }
 
     pub fn settings(&self) -> TopicSettings {
@@ -715,14 +707,7 @@ impl Partition {
         // Take the writer out while sealing so no flush can touch it.
         let mut writer = {
             let path = segment_path(&self.dir, new_base, "log");
-            let w = SegmentWriter::create(
-                &path,
-                self.limits.write_chunk_bytes,
-                self.limits.segment_preallocate_bytes_min,
-                self.limits.segment_preallocate_bytes_max,
-            )
-            .await
-            .map_err(|e| self.fail(format!("creating segment {}: {e}", path.display())))?;
+            let w = self.create_segment(&path).await?;
             let mut w = w;
             let mut st = self.state.borrow_mut();
             w.set_preallocate_limit(st.settings.log.segment_bytes);
@@ -993,11 +978,9 @@ impl Partition {
             }
             st.log.log_start_offset()
         };
-        write_atomic(&self.dir.join("log-start-offset"), format!("{}\n", start.0).as_bytes())?;
+        self.checkpoint_log_start(start)?;
         for b in &bases {
-            for ext in ["log", "index", "timeindex", "snapshot"] {
-                let _ = std::fs::remove_file(segment_path(&self.dir, *b, ext));
-            }
+            self.remove_segment_files(*b);
         }
         tracing::info!(partition = %self.tp, segments = bases.len(), log_start = start.0, "deleted segments");
         Ok(bases.len())
@@ -1014,7 +997,7 @@ impl Partition {
                 .log
                 .delete_records(offset)
                 .map_err(|_| PartitionError::OffsetOutOfRange)?;
-            write_atomic(&self.dir.join("log-start-offset"), format!("{}\n", start.0).as_bytes())?;
+            self.checkpoint_log_start(start)?;
             start
         };
         self.enforce_retention(i64::MIN).await?;
@@ -1077,6 +1060,30 @@ impl Partition {
             Some(ts) if ts >= 0 => self.offset_for_timestamp(ts).await,
             _ => Ok(None),
         }
+    }
+
+    /// Deletes a segment's files (log, indexes, producer snapshot).
+    fn remove_segment_files(&self, base: Offset) {
+        for ext in ["log", "index", "timeindex", "snapshot"] {
+            let _ = std::fs::remove_file(segment_path(&self.dir, base, ext));
+        }
+    }
+
+    /// Records the log start offset (read back at start-up).
+    fn checkpoint_log_start(&self, start: Offset) -> Result<(), PartitionError> {
+        write_atomic(&self.dir.join("log-start-offset"), format!("{}\n", start.0).as_bytes())
+    }
+
+    /// A new, empty segment file to append to; a failure stops the partition.
+    async fn create_segment(&self, path: &Path) -> Result<SegmentWriter, PartitionError> {
+        SegmentWriter::create(
+            path,
+            self.limits.write_chunk_bytes,
+            self.limits.segment_preallocate_bytes_min,
+            self.limits.segment_preallocate_bytes_max,
+        )
+        .await
+        .map_err(|e| self.fail(format!("creating segment {}: {e}", path.display())))
     }
 
     // ── replication ─────────────────────────────────────────────────────
@@ -1257,9 +1264,7 @@ impl Partition {
             .map_err(|e| self.fail(format!("truncating to {offset}: {e}")))?;
         for b in &removed {
             self.state.borrow_mut().files.remove(b);
-            for ext in ["log", "index", "timeindex", "snapshot"] {
-                let _ = std::fs::remove_file(segment_path(&self.dir, *b, ext));
-            }
+            self.remove_segment_files(*b);
         }
         // The segment the log now ends in becomes the active one again.
         let (base, size) = {
@@ -1306,13 +1311,7 @@ impl Partition {
         size: u64,
     ) -> Result<ProducerStateTable, PartitionError> {
         let max = self.limits.producers_per_partition_max;
-        let mut producers = ProducerStateTable::new(max);
-        if let Ok(bytes) = std::fs::read(segment_path(&self.dir, base, "snapshot")) {
-            match ProducerStateTable::decode_snapshot(&bytes, max) {
-                Ok((_, table)) => producers = table,
-                Err(e) => tracing::warn!(partition = %self.tp, "ignoring producer snapshot: {e}"),
-            }
-        }
+        let mut producers = load_producer_snapshot(&self.dir, base, max, &self.tp);
         let (interval, max_batch) = {
             let st = self.state.borrow();
             (
@@ -1334,20 +1333,11 @@ impl Partition {
         let removed = self.state.borrow_mut().log.reset_to(offset, now_ms);
         self.state.borrow_mut().files.clear();
         for b in &removed {
-            for ext in ["log", "index", "timeindex", "snapshot"] {
-                let _ = std::fs::remove_file(segment_path(&self.dir, *b, ext));
-            }
+            self.remove_segment_files(*b);
         }
         let _ = std::fs::remove_file(&path);
-        let mut writer = SegmentWriter::create(
-            &path,
-            self.limits.write_chunk_bytes,
-            self.limits.segment_preallocate_bytes_min,
-            self.limits.segment_preallocate_bytes_max,
-        )
-        .await
-        .map_err(|e| self.fail(format!("creating segment {}: {e}", path.display())))?;
-        write_atomic(&self.dir.join("log-start-offset"), format!("{}\n", offset.0).as_bytes())?;
+        let mut writer = self.create_segment(&path).await?;
+        self.checkpoint_log_start(offset)?;
         self.cache.borrow_mut().clear();
         let mut st = self.state.borrow_mut();
         writer.set_preallocate_limit(st.settings.log.segment_bytes);
@@ -1376,12 +1366,12 @@ impl Partition {
     /// Writes the high-watermark checkpoint (periodically and at shutdown).
     pub fn checkpoint_high_watermark(&self) -> Result<(), PartitionError> {
         let hw = self.high_watermark();
-        let path = self.dir.join("high-watermark");
-        let current = std::fs::read_to_string(&path).ok();
-        if current.as_deref().map(str::trim) == Some(hw.0.to_string().as_str()) {
+        if self.hw_written.get() == hw {
             return Ok(());
         }
-        write_atomic(&path, format!("{}\n", hw.0).as_bytes())
+        write_atomic(&self.dir.join("high-watermark"), format!("{}\n", hw.0).as_bytes())?;
+        self.hw_written.set(hw);
+        Ok(())
     }
 
     /// Reads batches for a follower's fetch: from the batch containing
@@ -1553,6 +1543,26 @@ async fn find_batch_start(
         pos += advanced as u64;
     }
     Ok(None)
+}
+
+/// The producer state a segment's snapshot recorded as of its base offset
+/// (empty when there is none or it does not decode).
+fn load_producer_snapshot(
+    dir: &Path,
+    base: Offset,
+    producers_max: usize,
+    tp: &TopicPartition,
+) -> ProducerStateTable {
+    let Ok(bytes) = std::fs::read(segment_path(dir, base, "snapshot")) else {
+        return ProducerStateTable::new(producers_max);
+    };
+    match ProducerStateTable::decode_snapshot(&bytes, producers_max) {
+        Ok((_, table)) => table,
+        Err(e) => {
+            tracing::warn!(partition = %tp, "ignoring producer snapshot: {e}");
+            ProducerStateTable::new(producers_max)
+        }
+    }
 }
 
 /// Reads `leader-epoch-checkpoint` (missing: empty cache).

@@ -1,0 +1,44 @@
+//! Set-up shared by the storage tests: one partition on real O_DIRECT files,
+//! outside any shard.
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+use weir_node::config::{Durability, NodeConfig};
+use weir_node::limits::Limits;
+use weir_node::storage::cache::ShardCache;
+use weir_node::storage::partition::{Partition, StorageEnv, TopicSettings};
+use weir_node::storage::space::DirSpace;
+use weir_node_core::log::LogConfig;
+use weir_node_core::replica::ReplicaConfig;
+use weir_proto::{NodeId, PartitionId, TopicPartition};
+
+pub const TOPIC_ID: uuid::Uuid = uuid::Uuid::from_u128(0x1234_5678);
+pub const T0: i64 = 1_700_000_000_000;
+
+/// Opens (recovers) partition `tp` in `dir` as node `node`'s replica, with
+/// segments of `segment_bytes`, fsync durability and a 64 MiB batch cache.
+pub async fn open(dir: &Path, tp: TopicPartition, node: i32, segment_bytes: u64) -> Rc<Partition> {
+    let env = StorageEnv {
+        durability: Durability::Fsync,
+        limits: Rc::new(Limits::from_config(&NodeConfig::default())),
+        shard_cache: Rc::new(RefCell::new(ShardCache::new(64 << 20))),
+        space: Rc::new(DirSpace::new(dir.to_path_buf(), 0)),
+        replica: ReplicaConfig {
+            node: NodeId(node),
+            partition: PartitionId(0),
+            min_insync_replicas: 1,
+            replica_lag_time_max_ms: 30_000,
+            fetch_backoff_ms: 100,
+            request_timeout_ms: 30_000,
+            ack_waiters_max: 1,
+        },
+    };
+    let settings = TopicSettings {
+        log: LogConfig { segment_bytes, ..LogConfig::default() },
+        max_message_bytes: 1 << 20,
+        log_append_time: false,
+        min_insync_replicas: 1,
+    };
+    Partition::open(dir, tp, TOPIC_ID, settings, &env, T0).await.expect("open partition")
+}
