@@ -109,7 +109,12 @@ pub async fn ensure_internal_topic(shard: &Rc<Shard>, name: &str) -> Result<(), 
             await_topic_ready(shard, name.to_string(), 1).await;
             Ok(())
         }
-        Err(e) => Err(e.kafka_code()),
+        // E.g. fewer live nodes than its replication factor: as Kafka, the
+        // group coordinator is "not available" yet, which clients retry.
+        Err(e) => {
+            tracing::warn!(topic = name, "cannot create the internal topic yet: {e}");
+            Err(ResponseError::CoordinatorNotAvailable.code())
+        }
     }
 }
 
