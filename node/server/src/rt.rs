@@ -31,6 +31,17 @@ pub async fn dma_probe(dir: &Path, shard: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs blocking filesystem work (small files written with their syncs,
+/// unlinks) on the executor's blocking thread, so the shard goes on serving
+/// its other partitions meanwhile. Must be called on an executor thread.
+pub async fn off_shard<R, F>(f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    glommio::executor().spawn_blocking(f).await
+}
+
 /// Runs `f` on a fresh single glommio executor on this thread (tests, tools).
 pub fn run_local<T, F>(f: F) -> T
 where

@@ -727,25 +727,18 @@ impl Partition {
             assert!(end >= new_base);
             (index, timeindex, st.producers.encode_snapshot(new_base))
         };
-        write_atomic(&segment_path(&self.dir, old_base, "index"), &index)?;
-        write_atomic(&segment_path(&self.dir, old_base, "timeindex"), &timeindex)?;
-        write_atomic(&segment_path(&self.dir, new_base, "snapshot"), &snapshot)?;
-        self.remove_old_snapshots(new_base);
+        let dir = self.dir.clone();
+        crate::rt::off_shard(move || {
+            write_atomic(&segment_path(&dir, old_base, "index"), &index)?;
+            write_atomic(&segment_path(&dir, old_base, "timeindex"), &timeindex)?;
+            write_atomic(&segment_path(&dir, new_base, "snapshot"), &snapshot)?;
+            remove_old_snapshots(&dir, new_base);
+            Ok::<_, PartitionError>(())
+        })
+        .await?;
         // Everything of the sealed segment is durable now.
         self.persisted_to(new_base);
         Ok(())
-    }
-
-    fn remove_old_snapshots(&self, keep_from: Offset) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if let Some(base) = name.strip_suffix(".snapshot").and_then(|s| s.parse::<i64>().ok())
-                && base < keep_from.0
-            {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
     }
 
     /// Records that offsets below `offset` are persisted per the durability
@@ -978,10 +971,8 @@ impl Partition {
             }
             st.log.log_start_offset()
         };
-        self.checkpoint_log_start(start)?;
-        for b in &bases {
-            self.remove_segment_files(*b);
-        }
+        self.checkpoint_log_start(start).await?;
+        self.remove_segment_files(bases.clone()).await;
         tracing::info!(partition = %self.tp, segments = bases.len(), log_start = start.0, "deleted segments");
         Ok(bases.len())
     }
@@ -997,7 +988,7 @@ impl Partition {
                 .log
                 .delete_records(offset)
                 .map_err(|_| PartitionError::OffsetOutOfRange)?;
-            self.checkpoint_log_start(start)?;
+            self.checkpoint_log_start(start).await?;
             start
         };
         self.enforce_retention(i64::MIN).await?;
@@ -1062,16 +1053,28 @@ impl Partition {
         }
     }
 
-    /// Deletes a segment's files (log, indexes, producer snapshot).
-    fn remove_segment_files(&self, base: Offset) {
-        for ext in ["log", "index", "timeindex", "snapshot"] {
-            let _ = std::fs::remove_file(segment_path(&self.dir, base, ext));
+    /// Deletes segments' files (log, indexes, producer snapshot), off the
+    /// shard: unlinking a large preallocated file frees its extents, which
+    /// takes milliseconds on ext4.
+    async fn remove_segment_files(&self, bases: Vec<Offset>) {
+        if bases.is_empty() {
+            return;
         }
+        let dir = self.dir.clone();
+        crate::rt::off_shard(move || {
+            for base in bases {
+                for ext in ["log", "index", "timeindex", "snapshot"] {
+                    let _ = std::fs::remove_file(segment_path(&dir, base, ext));
+                }
+            }
+        })
+        .await
     }
 
     /// Records the log start offset (read back at start-up).
-    fn checkpoint_log_start(&self, start: Offset) -> Result<(), PartitionError> {
-        write_atomic(&self.dir.join("log-start-offset"), format!("{}\n", start.0).as_bytes())
+    async fn checkpoint_log_start(&self, start: Offset) -> Result<(), PartitionError> {
+        let text = format!("{}\n", start.0);
+        write_atomic_off_shard(self.dir.join("log-start-offset"), text.into_bytes()).await
     }
 
     /// A new, empty segment file to append to; a failure stops the partition.
@@ -1100,7 +1103,7 @@ impl Partition {
         self.check_failed()?;
         self.replica.borrow_mut().handle_leader_and_isr(state, now_ms);
         self.apply_cuts_locked(now_ms).await?;
-        self.checkpoint_epochs()?;
+        self.checkpoint_epochs().await?;
         self.update_high_watermark();
         // Wakes acks=all waiters so they notice a lost leadership.
         self.data_arrived.notify(usize::MAX);
@@ -1121,7 +1124,7 @@ impl Partition {
         self.check_failed()?;
         self.replica.borrow_mut().handle_epoch_query_response(request_id, result, now_ms);
         self.apply_cuts_locked(now_ms).await?;
-        self.checkpoint_epochs()
+        self.checkpoint_epochs().await
     }
 
     /// The leader's answer to this follower's fetch: validates the batches
@@ -1196,7 +1199,7 @@ impl Partition {
                     "replica core and log disagree after a follower append"
                 );
             }
-            self.checkpoint_epochs()?;
+            self.checkpoint_epochs().await?;
             self.log_end_offset()
         };
         self.wait_persisted(end).await?;
@@ -1264,8 +1267,8 @@ impl Partition {
             .map_err(|e| self.fail(format!("truncating to {offset}: {e}")))?;
         for b in &removed {
             self.state.borrow_mut().files.remove(b);
-            self.remove_segment_files(*b);
         }
+        self.remove_segment_files(removed).await;
         // The segment the log now ends in becomes the active one again.
         let (base, size) = {
             let st = self.state.borrow();
@@ -1332,12 +1335,11 @@ impl Partition {
         let path = segment_path(&self.dir, offset, "log");
         let removed = self.state.borrow_mut().log.reset_to(offset, now_ms);
         self.state.borrow_mut().files.clear();
-        for b in &removed {
-            self.remove_segment_files(*b);
-        }
-        let _ = std::fs::remove_file(&path);
+        self.remove_segment_files(removed).await;
+        let stale = path.clone();
+        crate::rt::off_shard(move || std::fs::remove_file(stale)).await.ok();
         let mut writer = self.create_segment(&path).await?;
-        self.checkpoint_log_start(offset)?;
+        self.checkpoint_log_start(offset).await?;
         self.cache.borrow_mut().clear();
         let mut st = self.state.borrow_mut();
         writer.set_preallocate_limit(st.settings.log.segment_bytes);
@@ -1349,7 +1351,7 @@ impl Partition {
     }
 
     /// Writes the leader-epoch checkpoint if the core's entries changed.
-    fn checkpoint_epochs(&self) -> Result<(), PartitionError> {
+    async fn checkpoint_epochs(&self) -> Result<(), PartitionError> {
         let entries = self.replica.borrow().epoch_cache().entries().to_vec();
         if *self.epochs_written.borrow() == entries {
             return Ok(());
@@ -1358,18 +1360,19 @@ impl Partition {
         for e in &entries {
             text.push_str(&format!("{} {}\n", e.epoch.0, e.start_offset.0));
         }
-        write_atomic(&self.dir.join("leader-epoch-checkpoint"), text.as_bytes())?;
+        write_atomic_off_shard(self.dir.join("leader-epoch-checkpoint"), text.into_bytes()).await?;
         *self.epochs_written.borrow_mut() = entries;
         Ok(())
     }
 
     /// Writes the high-watermark checkpoint (periodically and at shutdown).
-    pub fn checkpoint_high_watermark(&self) -> Result<(), PartitionError> {
+    pub async fn checkpoint_high_watermark(&self) -> Result<(), PartitionError> {
         let hw = self.high_watermark();
         if self.hw_written.get() == hw {
             return Ok(());
         }
-        write_atomic(&self.dir.join("high-watermark"), format!("{}\n", hw.0).as_bytes())?;
+        let text = format!("{}\n", hw.0).into_bytes();
+        write_atomic_off_shard(self.dir.join("high-watermark"), text).await?;
         self.hw_written.set(hw);
         Ok(())
     }
@@ -1408,7 +1411,7 @@ impl Partition {
             file.fdatasync().await.map_err(std::io::Error::from)
         };
         sealed.await.map_err(|e| self.fail(format!("sealing at shutdown: {e}")))?;
-        self.checkpoint_high_watermark()
+        self.checkpoint_high_watermark().await
     }
 
     /// Removes the partition's folder (topic deletion).
@@ -1615,9 +1618,31 @@ fn load_indexes(
 }
 
 /// Writes a small file atomically: temp file, fsync, rename, fsync the dir.
+/// [`write_atomic`] on the executor's blocking thread: its two syncs would
+/// otherwise stall every partition of the shard for milliseconds.
+async fn write_atomic_off_shard(path: PathBuf, data: Vec<u8>) -> Result<(), PartitionError> {
+    crate::rt::off_shard(move || write_atomic(&path, &data)).await
+}
+
+/// Removes the producer snapshots taken before `keep_from`.
+fn remove_old_snapshots(dir: &Path, keep_from: Offset) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(base) = name.strip_suffix(".snapshot").and_then(|s| s.parse::<i64>().ok())
+            && base < keep_from.0
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), PartitionError> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    // `<name>.tmp` beside the file: unique per file name.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut f = std::fs::File::create(&tmp).map_err(io_err)?;
     f.write_all(data).map_err(io_err)?;
     f.sync_data().map_err(io_err)?;
