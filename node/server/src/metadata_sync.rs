@@ -145,7 +145,7 @@ pub fn spawn_background(shard: &Rc<Shard>) {
                 }
                 // After a restart the HW starts here (a stale value is safe:
                 // it only ever moves forward from it).
-                if let Err(e) = p.checkpoint_high_watermark().await {
+                if let Err(e) = p.checkpoint_high_watermark(false).await {
                     tracing::warn!(partition = %p.tp, "high-watermark checkpoint: {e}");
                 }
             }

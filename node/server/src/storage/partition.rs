@@ -727,15 +727,22 @@ impl Partition {
             assert!(end >= new_base);
             (index, timeindex, st.producers.encode_snapshot(new_base))
         };
+        // Recovery needs the producer snapshot (idempotence across a crash),
+        // so it is durable before the roll completes. The indexes are hints
+        // that recovery validates and rebuilds, so they are replaced without
+        // syncs and without holding up appends; the blocking thread runs
+        // jobs in order, so retention removing this segment later finds them.
         let dir = self.dir.clone();
-        crate::rt::off_shard(move || {
-            write_atomic(&segment_path(&dir, old_base, "index"), &index)?;
-            write_atomic(&segment_path(&dir, old_base, "timeindex"), &timeindex)?;
-            write_atomic(&segment_path(&dir, new_base, "snapshot"), &snapshot)?;
+        write_atomic_off_shard(segment_path(&dir, new_base, "snapshot"), snapshot).await?;
+        glommio::spawn_local(crate::rt::off_shard(move || {
+            for (ext, bytes) in [("index", index), ("timeindex", timeindex)] {
+                if let Err(e) = write_replace(&segment_path(&dir, old_base, ext), &bytes) {
+                    tracing::warn!(dir = %dir.display(), "writing the {ext} of segment {old_base}: {e}");
+                }
+            }
             remove_old_snapshots(&dir, new_base);
-            Ok::<_, PartitionError>(())
-        })
-        .await?;
+        }))
+        .detach();
         // Everything of the sealed segment is durable now.
         self.persisted_to(new_base);
         Ok(())
@@ -1365,14 +1372,17 @@ impl Partition {
         Ok(())
     }
 
-    /// Writes the high-watermark checkpoint (periodically and at shutdown).
-    pub async fn checkpoint_high_watermark(&self) -> Result<(), PartitionError> {
+    /// Writes the high-watermark checkpoint: periodically without syncs (a
+    /// stale or missing value is safe: the HW only moves forward from it),
+    /// durably at shutdown.
+    pub async fn checkpoint_high_watermark(&self, durable: bool) -> Result<(), PartitionError> {
         let hw = self.high_watermark();
-        if self.hw_written.get() == hw {
+        if self.hw_written.get() == hw && !durable {
             return Ok(());
         }
         let text = format!("{}\n", hw.0).into_bytes();
-        write_atomic_off_shard(self.dir.join("high-watermark"), text).await?;
+        let path = self.dir.join("high-watermark");
+        crate::rt::off_shard(move || write_file(&path, &text, durable)).await?;
         self.hw_written.set(hw);
         Ok(())
     }
@@ -1411,7 +1421,7 @@ impl Partition {
             file.fdatasync().await.map_err(std::io::Error::from)
         };
         sealed.await.map_err(|e| self.fail(format!("sealing at shutdown: {e}")))?;
-        self.checkpoint_high_watermark().await
+        self.checkpoint_high_watermark(true).await
     }
 
     /// Removes the partition's folder (topic deletion).
@@ -1638,6 +1648,18 @@ fn remove_old_snapshots(dir: &Path, keep_from: Offset) {
 }
 
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), PartitionError> {
+    write_file(path, data, true)
+}
+
+/// Replaces a file through a temp file and a rename, without syncs: after a
+/// crash it holds the old content, the new one, or nothing (ext4 allocates
+/// delayed blocks before committing the size), never a mix. For files that
+/// recovery validates and rebuilds (indexes).
+fn write_replace(path: &Path, data: &[u8]) -> Result<(), PartitionError> {
+    write_file(path, data, false)
+}
+
+fn write_file(path: &Path, data: &[u8], durable: bool) -> Result<(), PartitionError> {
     use std::io::Write;
     // `<name>.tmp` beside the file: unique per file name.
     let mut tmp = path.as_os_str().to_owned();
@@ -1645,8 +1667,13 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), PartitionError> {
     let tmp = PathBuf::from(tmp);
     let mut f = std::fs::File::create(&tmp).map_err(io_err)?;
     f.write_all(data).map_err(io_err)?;
-    f.sync_data().map_err(io_err)?;
+    if durable {
+        f.sync_data().map_err(io_err)?;
+    }
     std::fs::rename(&tmp, path).map_err(io_err)?;
+    if !durable {
+        return Ok(());
+    }
     if let Some(parent) = path.parent()
         && let Ok(d) = std::fs::File::open(parent)
     {
