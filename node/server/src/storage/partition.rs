@@ -978,7 +978,7 @@ impl Partition {
             }
             st.log.log_start_offset()
         };
-        self.checkpoint_log_start(start).await?;
+        self.checkpoint_log_start(start, false).await?;
         self.remove_segment_files(bases.clone()).await;
         tracing::info!(partition = %self.tp, segments = bases.len(), log_start = start.0, "deleted segments");
         Ok(bases.len())
@@ -995,7 +995,7 @@ impl Partition {
                 .log
                 .delete_records(offset)
                 .map_err(|_| PartitionError::OffsetOutOfRange)?;
-            self.checkpoint_log_start(start).await?;
+            self.checkpoint_log_start(start, true).await?;
             start
         };
         self.enforce_retention(i64::MIN).await?;
@@ -1078,10 +1078,17 @@ impl Partition {
         .await
     }
 
-    /// Records the log start offset (read back at start-up).
-    async fn checkpoint_log_start(&self, start: Offset) -> Result<(), PartitionError> {
-        let text = format!("{}\n", start.0);
-        write_atomic_off_shard(self.dir.join("log-start-offset"), text.into_bytes()).await
+    /// Records the log start offset (read back at start-up). Durable for
+    /// DeleteRecords and resets; after retention a lost update is harmless:
+    /// recovery starts the log at its first remaining segment at the latest.
+    async fn checkpoint_log_start(
+        &self,
+        start: Offset,
+        durable: bool,
+    ) -> Result<(), PartitionError> {
+        let text = format!("{}\n", start.0).into_bytes();
+        let path = self.dir.join("log-start-offset");
+        crate::rt::off_shard(move || write_file(&path, &text, durable)).await
     }
 
     /// A new, empty segment file to append to; a failure stops the partition.
@@ -1346,7 +1353,7 @@ impl Partition {
         let stale = path.clone();
         crate::rt::off_shard(move || std::fs::remove_file(stale)).await.ok();
         let mut writer = self.create_segment(&path).await?;
-        self.checkpoint_log_start(offset).await?;
+        self.checkpoint_log_start(offset, true).await?;
         self.cache.borrow_mut().clear();
         let mut st = self.state.borrow_mut();
         writer.set_preallocate_limit(st.settings.log.segment_bytes);
