@@ -10,6 +10,7 @@ mod presets;
 mod procstat;
 mod recorder;
 mod report;
+mod targets;
 mod workload;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,9 @@ enum Cmd {
     Run(Box<RunArgs>),
     /// Measure the disk ceiling (O_DIRECT sequential write + fdatasync, read).
     Disk(DiskArgs),
+    /// Run every phase the performance targets need against one broker and
+    /// write targets-summary.md: required, measured, met, gap.
+    Targets(Box<targets::TargetsArgs>),
     /// List the named presets.
     Presets,
 }
@@ -104,6 +108,22 @@ struct RunArgs {
     /// send time); 0 = as fast as possible.
     #[arg(long)]
     rate: Option<f64>,
+    /// Topic name (default: weir-bench-NAME-PID).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Run name: file names and chart titles (default: the preset or workload).
+    #[arg(long)]
+    name: Option<String>,
+    /// Skip the disk ceiling.
+    #[arg(long)]
+    no_disk: bool,
+    #[command(flatten)]
+    load: LoadFlags,
+}
+
+/// How runs are bounded, sampled and written (shared by `run` and `targets`).
+#[derive(Args, Debug, Clone)]
+struct LoadFlags {
     #[arg(long, default_value_t = 1)]
     replication: i32,
     /// Stop producing after this many bytes were acknowledged (default 1.5 × RAM).
@@ -122,9 +142,6 @@ struct RunArgs {
     /// Topic segment.bytes (default with retention: retention / 4, 1 MiB..1 GiB).
     #[arg(long, value_parser = parse_size)]
     segment_bytes: Option<u64>,
-    /// Topic name (default: weir-bench-NAME-PID).
-    #[arg(long)]
-    topic: Option<String>,
     /// Keep the topic after the run.
     #[arg(long)]
     keep_topic: bool,
@@ -134,9 +151,6 @@ struct RunArgs {
     /// Client queue bound: KiB in flight per producer.
     #[arg(long, default_value_t = 131_072)]
     max_inflight_kbytes: u64,
-    /// Run name: file names and chart titles (default: the preset or workload).
-    #[arg(long)]
-    name: Option<String>,
     /// Output directory.
     #[arg(long, default_value = "bench-out")]
     out: PathBuf,
@@ -144,11 +158,22 @@ struct RunArgs {
     /// directory; default: --out).
     #[arg(long)]
     disk_dir: Option<PathBuf>,
-    /// Skip the disk ceiling.
-    #[arg(long)]
-    no_disk: bool,
     #[command(flatten)]
     disk: DiskFlags,
+}
+
+impl LoadFlags {
+    /// `--stored-bytes`, or 1.5 × RAM: more than the page cache can hold.
+    fn stored_bytes(&self) -> u64 {
+        match self.stored_bytes {
+            Some(s) => s,
+            None => procstat::mem_total_bytes().map(|m| m / 2 * 3).unwrap_or(8 << 30),
+        }
+    }
+
+    fn disk_dir(&self) -> &Path {
+        self.disk_dir.as_deref().unwrap_or(&self.out)
+    }
 }
 
 /// `123`, `64K`, `1.5G`, `256KiB`, `1MB` (all binary multiples).
@@ -176,16 +201,14 @@ fn split_named(s: &str) -> (Option<&str>, &str) {
     }
 }
 
-fn targets(a: &RunArgs) -> Result<Vec<Target>> {
-    let mut out: Vec<Target> = Vec::new();
-    for b in &a.bootstrap {
-        let (name, addr) = split_named(b);
-        out.push(Target {
-            name: name.unwrap_or(addr).to_string(),
-            bootstrap: addr.to_string(),
-            pid: None,
-        });
-    }
+/// A broker from `host:port` or `name=host:port`.
+fn broker(s: &str) -> Target {
+    let (name, addr) = split_named(s);
+    Target { name: name.unwrap_or(addr).to_string(), bootstrap: addr.to_string(), pid: None }
+}
+
+fn brokers(a: &RunArgs) -> Result<Vec<Target>> {
+    let mut out: Vec<Target> = a.bootstrap.iter().map(|b| broker(b)).collect();
     for p in &a.node_pid {
         let (name, pid) = split_named(p);
         let pid: u32 = pid.parse().with_context(|| format!("--node-pid {p}"))?;
@@ -283,82 +306,74 @@ fn cmd_disk(a: DiskArgs) -> Result<()> {
     Ok(())
 }
 
-fn cmd_run(a: RunArgs) -> Result<()> {
-    let p = params(&a)?;
-    let targets = targets(&a)?;
-    let name = a
-        .name
-        .clone()
-        .or_else(|| a.preset.clone())
-        .unwrap_or_else(|| p.workload.name().to_string());
-    std::fs::create_dir_all(&a.out).with_context(|| format!("create {}", a.out.display()))?;
-    let stored_bytes = match a.stored_bytes {
-        Some(s) => s,
-        None => procstat::mem_total_bytes().map(|m| m / 2 * 3).unwrap_or(8 << 30),
-    };
-    let retention_bytes = match a.retention_bytes {
+/// The run's bounds from the flags: `stored_bytes` acknowledged, and unless
+/// `--retention-bytes 0`, retention of about half of it (not for backlog,
+/// whose data must stay to be read back), so deletion runs in the second half.
+fn run_opts(p: Params, topic: String, stored_bytes: u64, f: &LoadFlags) -> RunOpts {
+    let retention_bytes = match f.retention_bytes {
         Some(0) => None,
         Some(r) => Some(r),
-        // Keep about half of what is produced, so deletion runs in the second half.
         None if p.workload != Workload::Backlog => {
             Some((stored_bytes / 2 / p.partitions as u64).max(1 << 20))
         }
         None => None,
     };
     let segment_bytes =
-        a.segment_bytes.or_else(|| retention_bytes.map(|r| (r / 4).clamp(1 << 20, 1 << 30)));
-    let opts = RunOpts {
+        f.segment_bytes.or_else(|| retention_bytes.map(|r| (r / 4).clamp(1 << 20, 1 << 30)));
+    RunOpts {
         params: p,
-        topic: a
-            .topic
-            .clone()
-            .unwrap_or_else(|| format!("weir-bench-{name}-{}", std::process::id())),
-        replication: a.replication,
+        topic,
+        replication: f.replication,
         stored_bytes,
-        duration: a.duration.map(Duration::from_secs_f64),
-        window: Duration::from_secs_f64(a.window.max(0.05)),
+        duration: f.duration.map(Duration::from_secs_f64),
+        window: Duration::from_secs_f64(f.window.max(0.05)),
         retention_bytes,
         segment_bytes,
-        max_inflight_messages: a.max_inflight_messages,
-        max_inflight_kbytes: a.max_inflight_kbytes,
-        keep_topic: a.keep_topic,
-    };
+        max_inflight_messages: f.max_inflight_messages,
+        max_inflight_kbytes: f.max_inflight_kbytes,
+        keep_topic: f.keep_topic,
+    }
+}
+
+fn cmd_run(a: RunArgs) -> Result<()> {
+    let p = params(&a)?;
+    let brokers = brokers(&a)?;
+    let f = &a.load;
+    let name = a
+        .name
+        .clone()
+        .or_else(|| a.preset.clone())
+        .unwrap_or_else(|| p.workload.name().to_string());
+    std::fs::create_dir_all(&f.out).with_context(|| format!("create {}", f.out.display()))?;
+    let topic =
+        a.topic.clone().unwrap_or_else(|| format!("weir-bench-{name}-{}", std::process::id()));
+    let opts = run_opts(p, topic, f.stored_bytes(), f);
 
     let mut plots = Vec::new();
     let disk = if a.no_disk {
         None
     } else {
-        let dir = a.disk_dir.clone().unwrap_or_else(|| a.out.clone());
-        let dopts = disk_opts(&dir, &a.disk);
-        let (res, files) = run_disk(&dopts, &a.out, &format!("{name}-disk"))?;
+        let dopts = disk_opts(f.disk_dir(), &f.disk);
+        let (res, files) = run_disk(&dopts, &f.out, &format!("{name}-disk"))?;
         plots.extend(files);
         Some((dopts, res))
     };
 
     let mp = MultiProgress::new();
     let mut results = Vec::new();
-    for t in &targets {
+    for t in &brokers {
         eprintln!("{}: {} on {} ...", t.name, opts.params.workload.name(), t.bootstrap);
         results.push(workload::run_target(t, &opts, &mp)?);
     }
 
-    let csv = a.out.join(format!("{name}.csv"));
-    report::write_csv(&csv, &results)?;
-    let ceiling = disk.as_ref().and_then(|(_, r)| disk::write_ceiling(r));
-    let mut files = plot::run_charts(&a.out, &name, &results, ceiling)?;
-    files.append(&mut plots);
-    let md = report::markdown(
+    report::write_run(
+        &f.out,
         &name,
         &opts,
         &results,
         disk.as_ref().map(|(o, r)| (o, r.as_slice())),
-        &files,
-    );
-    let summary = a.out.join(format!("{name}-summary.md"));
-    std::fs::write(&summary, &md)?;
-    report::print_ratios(&results, disk.as_ref().map(|(_, r)| r.as_slice()));
-    println!("csv: {}", csv.display());
-    println!("summary: {}", summary.display());
+        &plots,
+    )?;
     for n in results.iter().flat_map(|r| &r.notes) {
         eprintln!("note: {n}");
     }
@@ -373,6 +388,7 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Run(a) => cmd_run(*a),
         Cmd::Disk(a) => cmd_disk(a),
+        Cmd::Targets(a) => targets::run(*a),
         Cmd::Presets => {
             for p in presets::all() {
                 println!("{:<12} {}", p.name, p.about);
@@ -413,12 +429,30 @@ mod tests {
         ])
         .unwrap();
         let Cmd::Run(a) = c.cmd else { panic!() };
-        let t = targets(&a).unwrap();
+        let t = brokers(&a).unwrap();
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].pid, Some(42));
         assert_eq!(t[1].bootstrap, "127.0.0.1:9093");
         let p = params(&a).unwrap();
         assert_eq!(p.partitions, 100);
         assert_eq!(p.acks, "all");
+
+        let c = Cli::try_parse_from([
+            "weir-bench",
+            "targets",
+            "--bootstrap",
+            "weir=127.0.0.1:9092",
+            "--node-pid",
+            "42",
+            "--stored-bytes",
+            "6G",
+            "--duration",
+            "45",
+            "--disk-size",
+            "4G",
+        ])
+        .unwrap();
+        assert!(matches!(c.cmd, Cmd::Targets(_)));
+        assert!(Cli::try_parse_from(["weir-bench", "targets", "--node-pid", "x"]).is_err());
     }
 }

@@ -98,9 +98,19 @@ pub fn process_tree(root: u32) -> Vec<u32> {
     out
 }
 
-/// Samples the process tree rooted at `pid`; `None` when the root is gone.
+/// The state letter of a `/proc/PID/stat` line (field 3: R, S, D, Z, ...).
+pub fn parse_state(s: &str) -> Option<char> {
+    s[s.rfind(')')? + 1..].split_whitespace().next()?.chars().next()
+}
+
+/// Samples the process tree rooted at `pid`; `None` when the root is gone,
+/// or has exited and waits to be reaped (a zombie: a broker started by a
+/// parent that has not yet waited for it would otherwise look alive forever).
 pub fn sample(pid: u32) -> Option<ProcSample> {
-    read_stat(pid)?;
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    if matches!(parse_state(&stat), Some('Z' | 'X') | None) {
+        return None;
+    }
     let ticks = clock_ticks_per_s();
     let mut s = ProcSample::default();
     for p in process_tree(pid) {
@@ -186,6 +196,7 @@ mod tests {
     fn stat_with_odd_command_name() {
         let s = "1234 (we ir) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 1 2 3";
         assert_eq!(parse_stat(s), Some((1, 300)));
+        assert_eq!(parse_state(s), Some('S'));
     }
 
     #[test]
@@ -198,6 +209,20 @@ mod tests {
     fn tcp_table() {
         let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:2384 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 5555 1 0 100 0 0 10 0\n   1: 0100007F:2384 0100007F:D000 01 00000000:00000000 00:00000000 00000000     0        0 6666 1 0 100 0 0 10 0\n";
         assert_eq!(parse_listening_inodes(t, 9092), vec![5555]);
+    }
+
+    #[test]
+    fn exited_child_is_gone_before_it_is_reaped() {
+        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let pid = child.id();
+        let stat = || fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while parse_state(&stat()) != Some('Z') && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(parse_state(&stat()), Some('Z'), "not reaped yet, so a zombie");
+        assert_eq!(sample(pid), None);
+        child.wait().expect("reap");
     }
 
     #[test]

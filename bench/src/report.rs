@@ -1,11 +1,12 @@
 //! CSV per run and a Markdown summary with the ratios that matter.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use crate::disk::{self, DiskOpts, DiskResult};
+use crate::plot;
 use crate::workload::{Phase, PhaseSummary, RunOpts, TargetResult};
 
 pub const CSV_HEADER: &str = "target,phase,window,elapsed_s,window_s,stored_bytes,records_per_s,mb_per_s,\
@@ -154,22 +155,13 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".to_string(), |v| format!("{v:.digits$}"))
 }
 
-/// The whole summary: parameters, disk ceiling, one line per target and phase.
-pub fn markdown(
-    name: &str,
-    o: &RunOpts,
-    results: &[TargetResult],
-    disk: Option<(&DiskOpts, &[DiskResult])>,
-    plots: &[String],
-) -> String {
+/// One sentence with a run's parameters.
+pub fn params_line(o: &RunOpts) -> String {
     let p = &o.params;
-    let mut s = String::new();
-    let _ = writeln!(s, "# weir-bench: {name}\n");
-    let _ = writeln!(
-        s,
+    format!(
         "workload `{}`; {} B records, {} partitions, {} producer(s), {} consumer(s), acks={}, \
          compression={}, linger {} ms, batch.size {} B, rate {}; stop at {:.1} MB acknowledged{}; \
-         window {} s{}{}.\n",
+         window {} s{}{}.",
         p.workload.name(),
         p.record_size,
         p.partitions,
@@ -185,18 +177,43 @@ pub fn markdown(
         o.window.as_secs_f64(),
         o.retention_bytes.map_or(String::new(), |r| format!(", retention.bytes {r}")),
         o.segment_bytes.map_or(String::new(), |r| format!(", segment.bytes {r}")),
-    );
+    )
+}
+
+/// The whole summary: parameters, disk ceiling, one line per target and phase.
+pub fn markdown(
+    name: &str,
+    o: &RunOpts,
+    results: &[TargetResult],
+    disk: Option<(&DiskOpts, &[DiskResult])>,
+    plots: &[String],
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# weir-bench: {name}\n");
+    let _ = writeln!(s, "{}\n", params_line(o));
     if let Some((dopts, d)) = disk {
         s.push_str(&disk_markdown(dopts, d));
         s.push('\n');
     }
-    s.push_str("## Results\n\n");
-    s.push_str(
-        "Latency: produce = from intended send time to acknowledgement; consume (e2e) = from \
-         intended send time to receipt. Node CPU and disk bytes from /proc of the broker process \
-         tree; bench CPU s: this harness's own CPU (the client is the limit when it nears \
-         the machine's cores).\n\n",
-    );
+    let _ = writeln!(s, "## Results\n\n{RESULTS_LEGEND}\n");
+    s.push_str(&results_table(results, disk.map(|d| d.1)));
+    if !plots.is_empty() {
+        s.push_str("\n## Plots\n\n");
+        s.push_str(&plot_links(plots));
+    }
+    s
+}
+
+/// What the results table's columns measure.
+pub const RESULTS_LEGEND: &str = "Latency: produce = from intended send time to acknowledgement; \
+consume (e2e) = from intended send time to receipt. Node CPU and disk bytes from /proc of the \
+broker process tree; bench CPU s: this harness's own CPU (the client is the limit when it nears \
+the machine's cores).";
+
+/// The results table (one line per target and phase), then what retention
+/// deleted and the runs' notes.
+pub fn results_table(results: &[TargetResult], disk: Option<&[DiskResult]>) -> String {
+    let mut s = String::new();
     s.push_str(
         "| target | phase | records | MB | MB/s | records/s | p50 ms | p99 ms | p99.9 ms | max ms \
          | errors | node CPU s | CPU-s / M records | CPU-s / GB | disk written ÷ produced | MB/s ÷ disk ceiling \
@@ -207,7 +224,7 @@ pub fn markdown(
     );
     for r in results {
         for ph in &r.phases {
-            let q = ratios(ph, disk.map(|d| d.1));
+            let q = ratios(ph, disk);
             let t = &ph.totals;
             let l =
                 |v: u64| if t.latency.count > 0 { format!("{:.2}", ms(v)) } else { "–".into() };
@@ -238,6 +255,16 @@ pub fn markdown(
             );
         }
     }
+    for r in results {
+        if let Some(d) = r.deleted_records {
+            let _ = writeln!(
+                s,
+                "\n{}: retention had deleted {d} records (the partitions' log-start offsets) when \
+                 the produce phase ended.",
+                r.target.name
+            );
+        }
+    }
     let notes: Vec<&String> = results.iter().flat_map(|r| &r.notes).collect();
     if !notes.is_empty() {
         s.push_str("\nNotes:\n\n");
@@ -245,11 +272,31 @@ pub fn markdown(
             let _ = writeln!(s, "- {n}");
         }
     }
-    if !plots.is_empty() {
-        s.push_str("\n## Plots\n\n");
-        s.push_str(&plot_links(plots));
-    }
     s
+}
+
+/// Writes one run's CSV, charts (plus `extra_plots` already written) and
+/// summary, and prints its ratios. Returns the summary's path.
+pub fn write_run(
+    out: &Path,
+    name: &str,
+    o: &RunOpts,
+    results: &[TargetResult],
+    disk: Option<(&DiskOpts, &[DiskResult])>,
+    extra_plots: &[String],
+) -> Result<PathBuf> {
+    let csv = out.join(format!("{name}.csv"));
+    write_csv(&csv, results)?;
+    let ceiling = disk.and_then(|(_, r)| disk::write_ceiling(r));
+    let mut files = plot::run_charts(out, name, results, ceiling)?;
+    files.extend_from_slice(extra_plots);
+    let summary = out.join(format!("{name}-summary.md"));
+    std::fs::write(&summary, markdown(name, o, results, disk, &files))
+        .with_context(|| format!("write {}", summary.display()))?;
+    print_ratios(results, disk.map(|d| d.1));
+    println!("csv: {}", csv.display());
+    println!("summary: {}", summary.display());
+    Ok(summary)
 }
 
 /// PNGs shown inline, each with a link to its SVG.

@@ -142,6 +142,9 @@ pub struct Row {
     pub stats: WindowStats,
     /// Node counters' growth during the window.
     pub node: Option<ProcSample>,
+    /// The producers offered load through the whole window (none had stopped
+    /// or run out of budget): only such windows show the broker's steady rate.
+    pub loaded: bool,
 }
 
 /// A phase's totals.
@@ -169,6 +172,9 @@ pub struct TargetResult {
     pub notes: Vec<String>,
     /// The broker process was sampled and exited during the run.
     pub node_died: bool,
+    /// Records retention had deleted by the end of the produce phase (the
+    /// partitions' log-start offsets); `None` without retention or answer.
+    pub deleted_records: Option<u64>,
 }
 
 /// The broker pid for `target`: given, or found from a local listening port.
@@ -361,6 +367,8 @@ struct Sampler {
     rows: Vec<Row>,
     /// Set when the broker process was being sampled and has gone.
     node_died: bool,
+    /// Copied into the rows of the next tick (see [`Row::loaded`]).
+    loaded: bool,
 }
 
 impl Sampler {
@@ -393,6 +401,7 @@ impl Sampler {
                 stored_bytes: self.stored,
                 stats,
                 node,
+                loaded: self.loaded,
             });
             out.push(stats);
         }
@@ -473,6 +482,7 @@ pub fn run_target(target: &Target, o: &RunOpts, mp: &MultiProgress) -> Result<Ta
         stored: 0,
         rows: Vec::new(),
         node_died: false,
+        loaded: false,
     };
     let mut phases = Vec::new();
 
@@ -527,6 +537,10 @@ pub fn run_target(target: &Target, o: &RunOpts, mp: &MultiProgress) -> Result<Ta
     loop {
         sampler.sleep_to_next();
         let finished = done.load(Ordering::Relaxed) == p.producers;
+        // Budget is taken before a record is enqueued: while some is left,
+        // every producer was still offering load.
+        sampler.loaded =
+            !finished && !stop.load(Ordering::Relaxed) && budget.load(Ordering::Relaxed) > 0;
         let w = if tailing {
             sampler
                 .tick(&mut [(Phase::Produce, &mut produce_rec), (Phase::Consume, &mut consume_rec)])
@@ -550,6 +564,7 @@ pub fn run_target(target: &Target, o: &RunOpts, mp: &MultiProgress) -> Result<Ta
             stop.store(true, Ordering::Relaxed);
         }
     }
+    sampler.loaded = false;
     for t in threads {
         let _ = t.join();
     }
@@ -594,6 +609,18 @@ pub fn run_target(target: &Target, o: &RunOpts, mp: &MultiProgress) -> Result<Ta
         });
     }
 
+    // Whether retention deleted anything while the phase wrote.
+    let deleted_records = match o.retention_bytes {
+        Some(_) if !sampler.node_died => match watermarks(target, o) {
+            Ok((log_start, _)) => Some(log_start),
+            Err(e) => {
+                notes.push(format!("{}: log-start offsets not read: {e:#}", target.name));
+                None
+            }
+        },
+        _ => None,
+    };
+
     // Backlog: read everything back from the beginning.
     if p.workload == Workload::Backlog {
         let phase = consume_backlog(target, o, base, &mut sampler, mp)?;
@@ -614,7 +641,27 @@ pub fn run_target(target: &Target, o: &RunOpts, mp: &MultiProgress) -> Result<Ta
     {
         notes.push(format!("{}: topic not deleted: {e:#}", target.name));
     }
-    Ok(TargetResult { target: target.clone(), rows: sampler.rows, phases, notes, node_died })
+    Ok(TargetResult {
+        target: target.clone(),
+        rows: sampler.rows,
+        phases,
+        notes,
+        node_died,
+        deleted_records,
+    })
+}
+
+/// Sums over the topic's partitions: (log-start offsets, records between the
+/// watermarks). Gives up at the first partition without an answer (10 s).
+fn watermarks(target: &Target, o: &RunOpts) -> Result<(u64, u64)> {
+    let probe: BaseConsumer = consumer_config(&target.bootstrap, "weir-bench-probe").create()?;
+    let (mut start, mut available) = (0u64, 0u64);
+    for part in 0..o.params.partitions {
+        let (lo, hi) = probe.fetch_watermarks(&o.topic, part, Duration::from_secs(10))?;
+        start += lo.max(0) as u64;
+        available += (hi - lo).max(0) as u64;
+    }
+    Ok((start, available))
 }
 
 fn consume_rec_total(rows: &[Row]) -> u64 {
@@ -663,14 +710,7 @@ fn consume_backlog(
 ) -> Result<PhaseSummary> {
     let p = &o.params;
     // How much there is to read: the sum of the partitions' watermarks.
-    let probe: BaseConsumer = consumer_config(&target.bootstrap, "weir-bench-probe").create()?;
-    let mut want_records: i64 = 0;
-    for part in 0..p.partitions {
-        let (lo, hi) = probe.fetch_watermarks(&o.topic, part, Duration::from_secs(10))?;
-        want_records += (hi - lo).max(0);
-    }
-    drop(probe);
-    let want_records = want_records as u64;
+    let (_, want_records) = watermarks(target, o)?;
     let mut rec = Recorder::new();
     let stop = Arc::new(AtomicBool::new(false));
     let phase_start = Instant::now();

@@ -4,10 +4,14 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
 
 use weir_tests::WeirDev;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_weir-bench");
+
+/// One broker and bench at a time: the machines this runs on have few cores.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 const CSV_COLUMNS: &[&str] = &[
     "target",
@@ -67,6 +71,7 @@ fn csv_rows(p: &Path, columns: &[&str]) -> Vec<Vec<String>> {
 
 #[test]
 fn produce_e2e_and_disk_runs_write_their_reports() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dev = WeirDev::start();
     let out = tempfile::tempdir().unwrap();
     let o = out.path().to_str().unwrap();
@@ -192,4 +197,51 @@ fn produce_e2e_and_disk_runs_write_their_reports() {
     assert_png(&out.path().join("disk.png"));
     assert_svg(&out.path().join("disk.svg"));
     assert!(out.path().join("disk-summary.md").exists());
+}
+
+#[test]
+fn targets_run_writes_one_row_per_target() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = WeirDev::start();
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().to_str().unwrap();
+    let stdout = bench(&[
+        "targets",
+        "--bootstrap",
+        &format!("weir={}", dev.bootstrap()),
+        "--node-pid",
+        &dev.pid().to_string(),
+        "--stored-bytes",
+        "1M",
+        "--backlog-bytes",
+        "1M",
+        "--duration",
+        "2",
+        "--window",
+        "0.5",
+        "--out",
+        o,
+        "--disk-size",
+        "4M",
+        "--block-sizes",
+        "256K,1M",
+    ]);
+    let summary = std::fs::read_to_string(out.path().join("targets-summary.md")).unwrap();
+    assert!(summary.contains("## Disk ceiling"), "{summary}");
+    assert!(summary.contains("| target | required | measured | met? | gap |"), "{summary}");
+    for n in 1..=6 {
+        let row = format!("| {n}. ");
+        assert_eq!(summary.lines().filter(|l| l.starts_with(&row)).count(), 1, "{row}\n{summary}");
+        assert!(stdout.lines().any(|l| l.starts_with(&row)), "{row} printed\n{stdout}");
+    }
+    // Each phase wrote what `run` writes.
+    for phase in ["omb-max", "omb-half", "kreps-100b", "backlog"] {
+        let rows = csv_rows(&out.path().join(format!("targets-{phase}.csv")), CSV_COLUMNS);
+        assert!(!rows.is_empty(), "{phase}");
+        assert!(out.path().join(format!("targets-{phase}-summary.md")).exists(), "{phase}");
+        assert_png(&out.path().join(format!("targets-{phase}-throughput.png")));
+    }
+    assert_png(&out.path().join("targets-disk.png"));
+    let half = csv_rows(&out.path().join("targets-omb-half.csv"), CSV_COLUMNS);
+    assert!(half.iter().any(|r| r[1] == "consume" && !r[9].is_empty()), "e2e latency recorded");
 }
