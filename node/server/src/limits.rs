@@ -16,6 +16,11 @@ pub struct Limits {
     /// Requests read but not yet answered on one connection. At the bound the
     /// connection stops reading, so a client pipelining too far waits.
     pub connection_inflight_requests_max: usize,
+    /// Idle request-frame buffers a shard keeps for reuse, and the largest
+    /// buffer kept (a 1 MiB produce batch plus its request): at most
+    /// 16 × 1.25 MiB of idle memory per shard.
+    pub frame_pool_buffers_per_shard: usize,
+    pub frame_pool_buffer_bytes_max: usize,
     /// Cross-shard jobs one shard may have outstanding on another; a task
     /// waits for a permit beyond it. Bounds every shard's inbox to
     /// shards × this (jobs) plus as many answers.
@@ -50,6 +55,8 @@ impl Limits {
         Limits {
             request_frame_bytes_max: config.socket_request_max_bytes,
             connection_inflight_requests_max: 128,
+            frame_pool_buffers_per_shard: 16,
+            frame_pool_buffer_bytes_max: 1280 << 10,
             shard_jobs_in_flight_per_peer_max: 512,
             partition_unflushed_bytes_max: 8 << 20,
             write_chunk_bytes: 256 << 10,

@@ -104,6 +104,8 @@ pub struct Shard {
     /// Produce requests (acks 1 or all) on this shard's connections waiting
     /// for their appends to become durable; a gauge for `/metrics`.
     pub produce_waiters: Cell<usize>,
+    /// Recycled request-frame buffers (see `kafka::frame_pool`).
+    pub frames: crate::kafka::frame_pool::FramePool,
     /// Free-space state of each data directory (see `storage::space`).
     pub space: HashMap<PathBuf, Rc<crate::storage::space::DirSpace>>,
     pub groups: crate::kafka::groups::ShardGroups,
@@ -142,6 +144,10 @@ impl Shard {
             shard_count,
             node_id: NodeId(config.node_id),
             cache: Rc::new(RefCell::new(ShardCache::new(limits.batch_cache_bytes_per_shard))),
+            frames: crate::kafka::frame_pool::FramePool::new(
+                limits.frame_pool_buffers_per_shard,
+                limits.frame_pool_buffer_bytes_max,
+            ),
             config,
             limits,
             controller,

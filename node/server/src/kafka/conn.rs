@@ -161,12 +161,12 @@ async fn serve_inner(stream: TcpStream, shard: Rc<Shard>) {
             break;
         }
         // Allocated only after the size was checked against the limit.
-        let mut frame = vec![0u8; size as usize];
+        let mut frame = shard.frames.take(size as usize);
         if reader.read_exact(&mut frame).await.is_err() {
             break;
         }
         let arrived = Instant::now();
-        let task = match parse_frame(Bytes::from(frame)) {
+        let task = match parse_frame(shard.frames.freeze(frame)) {
             Ok(Ok(request)) => {
                 let shard = shard.clone();
                 let clock = Rc::new(RequestClock::new(request.api_key as i16, arrived));

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod api_versions;
 pub mod conn;
 pub mod fetch;
+pub mod frame_pool;
 pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
