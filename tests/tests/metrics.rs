@@ -20,6 +20,7 @@ const DOCUMENTED: &[&str] = &[
     "weir_bytes_out_total",
     "weir_produce_failures_total",
     "weir_log_flushes_total",
+    "weir_log_read_bytes_total",
     "weir_log_flush_duration_seconds",
     "weir_partitions",
     "weir_leader_partitions",
@@ -127,6 +128,8 @@ async fn metrics_are_documented_parse_and_move_under_load() {
     assert!(get(&after, "weir_requests_total{api=Produce}") >= produce_before + 50.0);
     assert!(get(&after, "weir_requests_total{api=Fetch}") >= 1.0);
     assert!(get(&after, "weir_log_flushes_total{}") >= 1.0, "acks=all produces were flushed");
+    // The consumer read what was just produced: all of it from the batch cache.
+    assert_eq!(get(&after, "weir_log_read_bytes_total{}"), 0.0, "no segment reads");
     assert!(get(&after, "weir_partitions{}") >= 1.0);
     assert!(get(&after, "weir_leader_partitions{}") >= 1.0);
     assert_eq!(get(&after, "weir_offline_partitions{}"), 0.0);

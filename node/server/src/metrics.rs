@@ -183,6 +183,8 @@ pub struct ShardMetrics {
     pub topics: BTreeMap<String, TopicCounters>,
     pub flushes: u64,
     pub flush_latency: Histogram,
+    /// Bytes read from segment files (batch-cache misses: fetches, followers).
+    pub log_read_bytes: u64,
     /// ISR changes this node (as leader) had accepted by the controller.
     pub isr_shrinks: u64,
     pub isr_expands: u64,
@@ -206,6 +208,7 @@ impl ShardMetrics {
             m.produce_failures += c.produce_failures;
         }
         self.flushes += other.flushes;
+        self.log_read_bytes += other.log_read_bytes;
         self.isr_shrinks += other.isr_shrinks;
         self.isr_expands += other.isr_expands;
         self.replication_bytes_out += other.replication_bytes_out;
@@ -412,6 +415,11 @@ pub fn render(
         "Record-batch bytes sent to followers (ReplicationBytesOutPerSec).",
     )
     .sample(&[], all.replication_bytes_out as f64);
+    e.counter(
+        "weir_log_read_bytes_total",
+        "Bytes read from segment files for fetches and followers: what the batch cache did not serve.",
+    )
+    .sample(&[], all.log_read_bytes as f64);
     e.counter(
         "weir_log_flushes_total",
         "O_DIRECT write (and fdatasync, per durability mode) cycles of partition logs (LogFlushRateAndTimeMs).",

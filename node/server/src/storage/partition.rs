@@ -1479,6 +1479,7 @@ async fn read_batches(
         }
         let len = (want as u64).min(seg_end.0 - pos) as usize;
         let data = file.read_at(pos, len).await?;
+        crate::metrics::with(|m| m.log_read_bytes += data.len() as u64);
         let mut begin: Option<usize> = None;
         let mut end = 0usize;
         let mut scanned = 0usize;
