@@ -6,9 +6,8 @@
 //! lost or changed, none is stored twice, and each partition keeps the
 //! producer's order.
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -156,18 +155,13 @@ impl Drop for HistoryProducer {
 
 /// Reads every partition of `topic` from the beginning to its end.
 pub fn read_back(bootstrap: &str, topic: &str, partitions: i32, group: &str) -> Stored {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
+    let consumer = crate::assigned_consumer(
+        bootstrap,
+        group,
+        topic,
+        partitions,
+        &[("enable.partition.eof", "true")],
+    );
     let mut log = Stored::new();
     let mut at_end = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -209,3 +209,30 @@ pub fn terminate(mut child: std::process::Child) -> bool {
     let _ = child.kill();
     false
 }
+
+/// A consumer assigned every partition `0..partitions` of `topic` from the
+/// beginning (no group rebalance), with `settings` on top of the basics.
+pub fn assigned_consumer(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    settings: &[(&str, &str)],
+) -> rdkafka::consumer::BaseConsumer {
+    use rdkafka::consumer::Consumer;
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let consumer: rdkafka::consumer::BaseConsumer = config.create().expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning).expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    consumer
+}

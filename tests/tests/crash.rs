@@ -1,8 +1,8 @@
 //! kill -9 during an acks=all produce loses no acknowledged record.
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,17 +93,8 @@ async fn kill9_during_produce(args: &[&str]) {
     assert!(acked_count > 1000, "the test acknowledged too little to mean anything: {acked_count}");
 
     dev.restart();
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "crash-check")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset("crash", p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
+    let consumer =
+        weir_tests::assigned_consumer(&bootstrap, "crash-check", "crash", PARTITIONS, &[]);
     let mut ends = BTreeMap::new();
     for p in 0..PARTITIONS {
         let (_, hi) =

@@ -4,7 +4,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message, Offset};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use weir_tests::WeirDev;
@@ -27,19 +27,8 @@ async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
 }
 
 fn assign_consumer(bootstrap: &str, topic: &str, partitions: i32) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "weir-test-assign")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&tpl).expect("assign");
-    consumer
+    let settings = [("fetch.wait.max.ms", "100")];
+    weir_tests::assigned_consumer(bootstrap, "weir-test-assign", topic, partitions, &settings)
 }
 
 /// Reads until `count` records arrived (or a deadline), keyed by partition.

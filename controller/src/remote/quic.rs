@@ -686,26 +686,18 @@ mod tests {
         let stranger = DevCa::load_or_create(other.path()).unwrap();
         let (local, _join) = start_in_process(dir.path(), ConfigDefaults::default()).unwrap();
         let served = serve(&ca, local, 1);
+        // A node with the other CA's certificate is refused.
+        let stranger_trusting = |roots| {
+            let identity = stranger.issue(NodeId(1)).unwrap();
+            let addr = served.addr.to_string();
+            connect_with_identity(&addr, roots, identity, &ControllerOptions::default())
+        };
         // It trusts our CA (so only its own certificate is at fault).
-        let identity = stranger.issue(NodeId(1)).unwrap();
-        let refused = connect_with_identity(
-            &served.addr.to_string(),
-            ca.trust_roots().unwrap(),
-            identity,
-            &ControllerOptions::default(),
-        );
-        assert!(refused.is_err());
+        assert!(stranger_trusting(ca.trust_roots().unwrap()).is_err());
         // And a node that trusts only the other CA does not take ours.
-        let identity = stranger.issue(NodeId(1)).unwrap();
-        let refused = connect_with_identity(
-            &served.addr.to_string(),
-            stranger.trust_roots().unwrap(),
-            identity,
-            &ControllerOptions::default(),
-        );
-        assert!(refused.is_err());
+        assert!(stranger_trusting(stranger.trust_roots().unwrap()).is_err());
         // Nor does a node accept another node posing as the controller.
-        let (dir2, _) = (tempfile::tempdir().unwrap(), ());
+        let dir2 = tempfile::tempdir().unwrap();
         let (other_ctl, _join2) = start_in_process(dir2.path(), ConfigDefaults::default()).unwrap();
         let config = EndpointConfig {
             node: NodeId(5),

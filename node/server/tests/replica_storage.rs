@@ -36,6 +36,17 @@ fn state(leader: i32, epoch: i32, partition_epoch: i32, isr: &[i32]) -> Partitio
     }
 }
 
+/// Node 1's replica leading epoch 0 and node 2's following it.
+async fn leader_and_follower(d1: &Path, d2: &Path) -> (Rc<Partition>, Rc<Partition>) {
+    dma_probe(d1, 0).await.unwrap();
+    let a = open(d1, 1).await;
+    let b = open(d2, 2).await;
+    let s = state(1, 0, 0, &[1, 2]);
+    a.apply_partition_state(&s, T0).await.unwrap();
+    b.apply_partition_state(&s, T0).await.unwrap();
+    (a, b)
+}
+
 async fn produce(p: &Rc<Partition>, batches: usize) {
     for i in 0..batches {
         let batch = Bytes::from(build::simple(5, 200, T0 + i as i64));
@@ -95,12 +106,7 @@ async fn batches(p: &Rc<Partition>) -> Vec<(i64, i64, i32, Vec<u8>)> {
 fn follower_copies_and_old_leader_truncates_to_the_new_leaders_epoch() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     run_local(async {
-        dma_probe(d1.path(), 0).await.unwrap();
-        let a = open(d1.path(), 1).await;
-        let b = open(d2.path(), 2).await;
-        let s = state(1, 0, 0, &[1, 2]);
-        a.apply_partition_state(&s, T0).await.unwrap();
-        b.apply_partition_state(&s, T0).await.unwrap();
+        let (a, b) = leader_and_follower(d1.path(), d2.path()).await;
 
         // Node 1 leads epoch 0; node 2 copies 6 of its 10 batches.
         produce(&a, 10).await;
@@ -177,12 +183,7 @@ fn idempotent(seq: i32) -> Bytes {
 fn a_retry_of_a_batch_cut_away_is_appended_again_not_taken_for_a_duplicate() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     run_local(async {
-        dma_probe(d1.path(), 0).await.unwrap();
-        let a = open(d1.path(), 1).await;
-        let b = open(d2.path(), 2).await;
-        let s = state(1, 0, 0, &[1, 2]);
-        a.apply_partition_state(&s, T0).await.unwrap();
-        b.apply_partition_state(&s, T0).await.unwrap();
+        let (a, b) = leader_and_follower(d1.path(), d2.path()).await;
         // Node 1 writes batches 0..5 of producer 7; node 2 copies the first 3.
         for seq in 0..5 {
             a.append(&idempotent(seq), 1, 30_000, T0).await.expect("append");

@@ -49,8 +49,8 @@ impl FramePool {
         Bytes::from_owner(Pooled { buf, home: self.free_tx.clone() })
     }
 
-    /// Idle buffers (tests).
-    pub fn idle(&self) -> usize {
+    #[cfg(test)]
+    fn idle(&self) -> usize {
         self.free_rx.len()
     }
 }

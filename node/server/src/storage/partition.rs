@@ -730,13 +730,14 @@ impl Partition {
         // Recovery needs the producer snapshot (idempotence across a crash),
         // so it is durable before the roll completes. The indexes are hints
         // that recovery validates and rebuilds, so they are replaced without
-        // syncs and without holding up appends; the blocking thread runs
-        // jobs in order, so retention removing this segment later finds them.
+        // syncs and without holding up appends. They are queued on the same
+        // blocking thread as retention's unlinks, which runs jobs in the order
+        // queued, so a later deletion of this segment removes them too.
         let dir = self.dir.clone();
-        write_atomic_off_shard(segment_path(&dir, new_base, "snapshot"), snapshot).await?;
+        write_file_off_shard(segment_path(&dir, new_base, "snapshot"), snapshot, true).await?;
         glommio::spawn_local(crate::rt::off_shard(move || {
             for (ext, bytes) in [("index", index), ("timeindex", timeindex)] {
-                if let Err(e) = write_replace(&segment_path(&dir, old_base, ext), &bytes) {
+                if let Err(e) = write_file(&segment_path(&dir, old_base, ext), &bytes, false) {
                     tracing::warn!(dir = %dir.display(), "writing the {ext} of segment {old_base}: {e}");
                 }
             }
@@ -1088,7 +1089,7 @@ impl Partition {
     ) -> Result<(), PartitionError> {
         let text = format!("{}\n", start.0).into_bytes();
         let path = self.dir.join("log-start-offset");
-        crate::rt::off_shard(move || write_file(&path, &text, durable)).await
+        write_file_off_shard(path, text, durable).await
     }
 
     /// A new, empty segment file to append to; a failure stops the partition.
@@ -1374,7 +1375,8 @@ impl Partition {
         for e in &entries {
             text.push_str(&format!("{} {}\n", e.epoch.0, e.start_offset.0));
         }
-        write_atomic_off_shard(self.dir.join("leader-epoch-checkpoint"), text.into_bytes()).await?;
+        let path = self.dir.join("leader-epoch-checkpoint");
+        write_file_off_shard(path, text.into_bytes(), true).await?;
         *self.epochs_written.borrow_mut() = entries;
         Ok(())
     }
@@ -1389,7 +1391,7 @@ impl Partition {
         }
         let text = format!("{}\n", hw.0).into_bytes();
         let path = self.dir.join("high-watermark");
-        crate::rt::off_shard(move || write_file(&path, &text, durable)).await?;
+        write_file_off_shard(path, text, durable).await?;
         self.hw_written.set(hw);
         Ok(())
     }
@@ -1635,11 +1637,14 @@ fn load_indexes(
     })
 }
 
-/// Writes a small file atomically: temp file, fsync, rename, fsync the dir.
-/// [`write_atomic`] on the executor's blocking thread: its two syncs would
+/// [`write_file`] on the executor's blocking thread: its syncs would
 /// otherwise stall every partition of the shard for milliseconds.
-async fn write_atomic_off_shard(path: PathBuf, data: Vec<u8>) -> Result<(), PartitionError> {
-    crate::rt::off_shard(move || write_atomic(&path, &data)).await
+async fn write_file_off_shard(
+    path: PathBuf,
+    data: Vec<u8>,
+    durable: bool,
+) -> Result<(), PartitionError> {
+    crate::rt::off_shard(move || write_file(&path, &data, durable)).await
 }
 
 /// Removes the producer snapshots taken before `keep_from`.
@@ -1655,18 +1660,16 @@ fn remove_old_snapshots(dir: &Path, keep_from: Offset) {
     }
 }
 
+/// Writes a small file atomically and durably (start-up, shutdown).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), PartitionError> {
     write_file(path, data, true)
 }
 
-/// Replaces a file through a temp file and a rename, without syncs: after a
-/// crash it holds the old content, the new one, or nothing (ext4 allocates
-/// delayed blocks before committing the size), never a mix. For files that
-/// recovery validates and rebuilds (indexes).
-fn write_replace(path: &Path, data: &[u8]) -> Result<(), PartitionError> {
-    write_file(path, data, false)
-}
-
+/// Replaces a file through a temp file and a rename. `durable`: the data and
+/// the rename are synced. Without: after a crash the file holds the old
+/// content, the new one, or nothing (ext4 allocates delayed blocks before
+/// committing the size), never a mix; for files whose loss is harmless
+/// (indexes recovery rebuilds, checkpoints that may be stale).
 fn write_file(path: &Path, data: &[u8], durable: bool) -> Result<(), PartitionError> {
     use std::io::Write;
     // `<name>.tmp` beside the file: unique per file name.
