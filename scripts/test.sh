@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR=never
+# A clean checkout builds once: incremental caches would only fill the disk.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
