@@ -40,6 +40,10 @@ pub struct Limits {
     /// Bytes of recently appended batches each shard keeps in memory to serve
     /// caught-up consumers without disk reads.
     pub batch_cache_bytes_per_shard: usize,
+    /// Bytes each shard may hold read ahead of cold sequential readers
+    /// (`storage::read_ahead`): at most one stretch of a fetch's partition
+    /// size per partition; the oldest is dropped at the bound.
+    pub read_ahead_bytes_per_shard: usize,
     /// Largest single cold read issued for a fetch.
     pub fetch_read_bytes_max: usize,
     /// Fetch requests parked waiting for data on one shard.
@@ -64,6 +68,7 @@ impl Limits {
             segment_preallocate_bytes_min: 1 << 20,
             segment_preallocate_bytes_max: 32 << 20,
             batch_cache_bytes_per_shard: config.batch_cache_bytes_per_shard,
+            read_ahead_bytes_per_shard: 64 << 20,
             fetch_read_bytes_max: 8 << 20,
             fetch_waiters_per_shard_max: 4096,
             producers_per_partition_max: 10_000,

@@ -257,6 +257,7 @@ async fn reconcile(shard: &Rc<Shard>) -> anyhow::Result<()> {
                     durability: shard.config.durability,
                     limits: shard.limits.clone(),
                     shard_cache: shard.cache.clone(),
+                    read_aheads: shard.read_aheads.clone(),
                     space: shard.space[&dir].clone(),
                     replica: replica_config(shard),
                 };

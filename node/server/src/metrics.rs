@@ -185,6 +185,8 @@ pub struct ShardMetrics {
     pub flush_latency: Histogram,
     /// Bytes read from segment files (batch-cache misses: fetches, followers).
     pub log_read_bytes: u64,
+    /// Fetch bytes answered from read-aheads (a subset of what was read).
+    pub read_ahead_served_bytes: u64,
     /// ISR changes this node (as leader) had accepted by the controller.
     pub isr_shrinks: u64,
     pub isr_expands: u64,
@@ -209,6 +211,7 @@ impl ShardMetrics {
         }
         self.flushes += other.flushes;
         self.log_read_bytes += other.log_read_bytes;
+        self.read_ahead_served_bytes += other.read_ahead_served_bytes;
         self.isr_shrinks += other.isr_shrinks;
         self.isr_expands += other.isr_expands;
         self.replication_bytes_out += other.replication_bytes_out;
@@ -420,6 +423,11 @@ pub fn render(
         "Bytes read from segment files for fetches and followers: what the batch cache did not serve.",
     )
     .sample(&[], all.log_read_bytes as f64);
+    e.counter(
+        "weir_read_ahead_served_bytes_total",
+        "Fetch bytes answered from data read ahead of a cold sequential reader (read while the previous answer travelled).",
+    )
+    .sample(&[], all.read_ahead_served_bytes as f64);
     e.counter(
         "weir_log_flushes_total",
         "O_DIRECT write (and fdatasync, per durability mode) cycles of partition logs (LogFlushRateAndTimeMs).",

@@ -93,6 +93,8 @@ pub struct Shard {
     pub metadata_changed: Event,
     pub partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
     pub cache: Rc<RefCell<ShardCache>>,
+    /// Read-ahead budget of the shard's partitions.
+    pub read_aheads: Rc<crate::storage::read_ahead::ReadAheads>,
     pub peers: Vec<flume::Sender<Job>>,
     /// Permits for jobs this shard may have outstanding on each shard
     /// (`Limits::shard_jobs_in_flight_per_peer_max`); they bound the inboxes.
@@ -144,6 +146,9 @@ impl Shard {
             shard_count,
             node_id: NodeId(config.node_id),
             cache: Rc::new(RefCell::new(ShardCache::new(limits.batch_cache_bytes_per_shard))),
+            read_aheads: crate::storage::read_ahead::ReadAheads::new(
+                limits.read_ahead_bytes_per_shard,
+            ),
             frames: crate::kafka::frame_pool::FramePool::new(
                 limits.frame_pool_buffers_per_shard,
                 limits.frame_pool_buffer_bytes_max,

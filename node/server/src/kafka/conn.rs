@@ -26,6 +26,9 @@ use std::time::Instant;
 pub enum Reply {
     /// A response frame to send.
     Frame(BytesMut),
+    /// A response frame in pieces, sent in order: encoded fields and, by
+    /// reference, the record batches it carries (see [`GatherBuf`]).
+    Gathered(Vec<Bytes>),
     /// No response (acks=0 produce).
     Nothing,
     /// Close the connection instead of answering.
@@ -88,6 +91,18 @@ pub fn parse_frame(mut frame: Bytes) -> Result<Result<Request, BytesMut>, FrameE
 /// cannot carry: a bug on our side. It is logged and the connection closed
 /// (the client reconnects and retries) rather than taking the shard down.
 pub fn encode_response(request: &RequestHeader, api_key: ApiKey, body: &ResponseKind) -> Reply {
+    if let ResponseKind::Fetch(fetch) = body {
+        let records: Vec<Bytes> = fetch
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|p| p.records.clone())
+            .filter(|r| r.len() >= GATHER_MIN_BYTES)
+            .collect();
+        if !records.is_empty() {
+            return encode_gathered(request, api_key, fetch, records);
+        }
+    }
     let version = request.request_api_version;
     let mut frame = BytesMut::with_capacity(256);
     frame.put_i32(0);
@@ -104,6 +119,122 @@ pub fn encode_response(request: &RequestHeader, api_key: ApiKey, body: &Response
     let size = (frame.len() - 4) as i32;
     frame[0..4].copy_from_slice(&size.to_be_bytes());
     Reply::Frame(frame)
+}
+
+/// Record batches at least this large are sent from their own buffers (the
+/// batch cache's, a cold read's) instead of being copied into the frame.
+const GATHER_MIN_BYTES: usize = 16 << 10;
+
+fn encode_gathered(
+    request: &RequestHeader,
+    api_key: ApiKey,
+    body: &kafka_protocol::messages::FetchResponse,
+    records: Vec<Bytes>,
+) -> Reply {
+    let version = request.request_api_version;
+    let mut buf = GatherBuf::new(records);
+    let encoded = ResponseHeader::default()
+        .with_correlation_id(request.correlation_id)
+        .encode(&mut buf, api_key.response_header_version(version))
+        .and_then(|_| body.encode(&mut buf, version));
+    if let Err(e) = encoded {
+        tracing::error!(
+            "BUG: cannot encode {api_key:?} v{version} response: {e}; closing connection"
+        );
+        return Reply::Close;
+    }
+    Reply::Gathered(buf.into_frame())
+}
+
+/// An encoding target that keeps record batches by reference: kafka-protocol
+/// writes a `records` field as one `put_slice` of the `Bytes`' own memory, so
+/// a slice that is exactly one of the registered buffers (same address and
+/// length) ends the current piece and the buffer itself becomes the next.
+/// Everything else is copied into the current piece. A 30 MB cold-read fetch
+/// response used to be copied into a frame grown by doubling.
+pub struct GatherBuf {
+    pieces: Vec<Bytes>,
+    pieces_len: usize,
+    current: BytesMut,
+    by_address: std::collections::HashMap<(usize, usize), Bytes>,
+}
+
+impl GatherBuf {
+    pub fn new(records: Vec<Bytes>) -> GatherBuf {
+        let by_address = records.into_iter().map(|b| ((b.as_ptr() as usize, b.len()), b)).collect();
+        GatherBuf {
+            pieces: Vec::new(),
+            pieces_len: 0,
+            current: BytesMut::with_capacity(1024),
+            by_address,
+        }
+    }
+
+    /// The frame: its size prefix, then the pieces in order.
+    pub fn into_frame(mut self) -> Vec<Bytes> {
+        self.end_piece();
+        let size = self.pieces_len as i32;
+        let mut frame = Vec::with_capacity(self.pieces.len() + 1);
+        frame.push(Bytes::copy_from_slice(&size.to_be_bytes()));
+        frame.extend(self.pieces);
+        frame
+    }
+
+    fn end_piece(&mut self) {
+        if !self.current.is_empty() {
+            let piece = self.current.split().freeze();
+            self.pieces_len += piece.len();
+            self.pieces.push(piece);
+        }
+    }
+}
+
+// SAFETY: every method delegates to the current piece's `BytesMut`, which
+// upholds `BufMut`'s contract; `put_slice` only appends whole slices.
+unsafe impl BufMut for GatherBuf {
+    fn remaining_mut(&self) -> usize {
+        self.current.remaining_mut()
+    }
+
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        // SAFETY: the caller initialised `cnt` bytes of `chunk_mut`, which is
+        // the current piece's.
+        unsafe { self.current.advance_mut(cnt) }
+    }
+
+    fn chunk_mut(&mut self) -> &mut bytes::buf::UninitSlice {
+        self.current.chunk_mut()
+    }
+
+    fn put_slice(&mut self, src: &[u8]) {
+        let key = (src.as_ptr() as usize, src.len());
+        match self.by_address.get(&key).cloned() {
+            Some(records) if !src.is_empty() => {
+                self.end_piece();
+                self.pieces_len += records.len();
+                self.pieces.push(records);
+            }
+            _ => self.current.extend_from_slice(src),
+        }
+    }
+}
+
+impl kafka_protocol::protocol::buf::ByteBufMut for GatherBuf {
+    fn offset(&self) -> usize {
+        self.pieces_len + self.current.len()
+    }
+
+    // Gaps (written later) only ever fall in the current piece: the
+    // response encoders that use them do not carry records.
+    fn seek(&mut self, offset: usize) {
+        assert!(offset >= self.pieces_len, "seek into a finished piece");
+        self.current.resize(offset - self.pieces_len, 0);
+    }
+
+    fn range(&mut self, r: std::ops::Range<usize>) -> &mut [u8] {
+        assert!(r.start >= self.pieces_len, "gap in a finished piece");
+        &mut self.current[r.start - self.pieces_len..r.end - self.pieces_len]
+    }
 }
 
 /// Serves one connection until the client closes it or breaks the protocol.
@@ -134,6 +265,20 @@ async fn serve_inner(stream: TcpStream, shard: Rc<Shard>) {
             match reply {
                 Some(Reply::Frame(frame)) => {
                     if write_half.write_all(&frame).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Reply::Gathered(pieces)) => {
+                    // Large pieces bypass the 64 KiB write buffer: sent from
+                    // the batch cache's or the cold read's memory.
+                    let mut failed = false;
+                    for piece in &pieces {
+                        if write_half.write_all(piece).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed {
                         break;
                     }
                 }
@@ -192,4 +337,79 @@ async fn serve_inner(stream: TcpStream, shard: Rc<Shard>) {
     }
     drop(tx);
     let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::FetchResponse;
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::protocol::{Message, StrBytes};
+
+    fn fetch_response(records: &[Bytes]) -> FetchResponse {
+        let partitions = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                PartitionData::default()
+                    .with_partition_index(i as i32)
+                    .with_high_watermark(1000 + i as i64)
+                    .with_records(Some(r.clone()))
+            })
+            .collect();
+        FetchResponse::default().with_session_id(0).with_responses(vec![
+            FetchableTopicResponse::default()
+                .with_topic(StrBytes::from_static_str("t").into())
+                .with_partitions(partitions),
+        ])
+    }
+
+    #[test]
+    fn gathered_fetch_frame_equals_the_copied_one_and_shares_the_records() {
+        let big = Bytes::from((0..100_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let twin = Bytes::from(big.to_vec()); // same content, other buffer
+        let small = Bytes::from_static(b"small batch");
+        let records = [big.clone(), small.clone(), twin.clone(), Bytes::new()];
+        let (min, max) = (FetchResponse::VERSIONS.min.max(4), FetchResponse::VERSIONS.max);
+        for version in min..=max {
+            let header = RequestHeader::default()
+                .with_request_api_key(ApiKey::Fetch as i16)
+                .with_request_api_version(version)
+                .with_correlation_id(7);
+            let body = ResponseKind::Fetch(fetch_response(&records));
+            let Reply::Gathered(pieces) = encode_response(&header, ApiKey::Fetch, &body) else {
+                panic!("v{version}: large records are gathered");
+            };
+            // The reference encoding: one copied frame.
+            let mut frame = BytesMut::new();
+            frame.put_i32(0);
+            ResponseHeader::default()
+                .with_correlation_id(7)
+                .encode(&mut frame, ApiKey::Fetch.response_header_version(version))
+                .unwrap();
+            body.encode(&mut frame, version).unwrap();
+            let size = (frame.len() - 4) as i32;
+            frame[0..4].copy_from_slice(&size.to_be_bytes());
+            assert_eq!(pieces.concat(), frame.to_vec(), "v{version}");
+            // Both large buffers are sent from their own memory, the small
+            // one is copied.
+            for shared in [&big, &twin] {
+                assert!(
+                    pieces.iter().any(|p| p.as_ptr() == shared.as_ptr() && p.len() == shared.len()),
+                    "v{version}: a large batch was copied"
+                );
+            }
+            assert!(pieces.iter().all(|p| p.as_ptr() != small.as_ptr()));
+        }
+    }
+
+    #[test]
+    fn small_fetch_responses_stay_one_frame() {
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Fetch as i16)
+            .with_request_api_version(12)
+            .with_correlation_id(1);
+        let body = ResponseKind::Fetch(fetch_response(&[Bytes::from_static(b"tiny")]));
+        assert!(matches!(encode_response(&header, ApiKey::Fetch, &body), Reply::Frame(_)));
+    }
 }

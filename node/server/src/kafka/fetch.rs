@@ -72,14 +72,14 @@ async fn read_local(shard: Rc<Shard>, items: Vec<Item>, mut budget: usize) -> Ve
             });
             continue;
         }
-        // Once the response budget is spent, report positions without data.
-        let max = item.max_bytes.min(budget.max(1));
-        let res = p.read(item.offset, max).await.map(|mut r| {
-            if budget == 0 {
-                r.records = Bytes::new();
-            }
-            r
-        });
+        // Once the response budget is spent, report positions without data
+        // and without reading: a read whose records would be dropped costs
+        // the device as much as one that is sent.
+        let res = if budget == 0 {
+            p.positions(item.offset)
+        } else {
+            p.read(item.offset, item.max_bytes.min(budget)).await
+        };
         match res {
             Ok(r) => {
                 budget = budget.saturating_sub(r.records.len());
@@ -191,10 +191,12 @@ pub async fn handle(
                 .with_partitions(parts),
         );
     }
+    let budgets = shard_budgets(&by_shard, response_max);
     loop {
         let reads = by_shard.iter().map(|(target, items)| {
             let items = items.clone();
-            shard.run_on(*target, move |s| read_local(s, items, response_max))
+            let budget = budgets[target];
+            shard.run_on(*target, move |s| read_local(s, items, budget))
         });
         let results: Vec<Result<Vec<ItemResult>, ShardGone>> =
             futures::future::join_all(reads).await;
@@ -237,6 +239,36 @@ pub async fn handle(
     FetchResponse::default().with_session_id(0).with_responses(responses)
 }
 
+/// Splits the response's `max_bytes` between the shards reading in parallel,
+/// in proportion to what their partitions may return, so that together they
+/// read no more than the response can carry: each shard otherwise fills the
+/// whole budget and the merge drops what does not fit (cold reads thrown
+/// away). When the partitions' limits fit in the response, every shard may
+/// use it all.
+fn shard_budgets(
+    by_shard: &BTreeMap<ShardId, Vec<Item>>,
+    response_max: usize,
+) -> BTreeMap<ShardId, usize> {
+    let wanted: BTreeMap<ShardId, u128> = by_shard
+        .iter()
+        .map(|(s, items)| (*s, items.iter().map(|i| i.max_bytes as u128).sum()))
+        .collect();
+    let total: u128 = wanted.values().sum();
+    wanted
+        .into_iter()
+        .map(|(s, w)| {
+            let budget = if total <= response_max as u128 {
+                response_max
+            } else {
+                // At least one byte, so a shard still returns its first
+                // non-empty batch whole (KIP-74); the merge enforces the limit.
+                ((response_max as u128 * w / total) as usize).max(1)
+            };
+            (s, budget)
+        })
+        .collect()
+}
+
 /// Decrements the shard's parked-fetch count when the wait ends, however it ends.
 fn scopeguard_waiter(shard: &Rc<Shard>) -> impl Drop + use<> {
     struct Parked(Rc<Shard>);
@@ -246,4 +278,39 @@ fn scopeguard_waiter(shard: &Rc<Shard>) -> impl Drop + use<> {
         }
     }
     Parked(shard.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(n: usize, max_bytes: usize) -> Vec<Item> {
+        (0..n)
+            .map(|i| Item {
+                slot: (0, i),
+                tp: TopicPartition::new("t".to_string(), i as i32),
+                offset: Offset(0),
+                max_bytes,
+                current_leader_epoch: -1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shards_share_the_response_budget_only_when_it_binds() {
+        let mut by_shard = BTreeMap::new();
+        by_shard.insert(ShardId(0), items(30, 1 << 20));
+        by_shard.insert(ShardId(1), items(10, 1 << 20));
+        // 40 MiB of partition limits fit in 50 MiB: no split.
+        let b = shard_budgets(&by_shard, 50 << 20);
+        assert_eq!((b[&ShardId(0)], b[&ShardId(1)]), (50 << 20, 50 << 20));
+        // 40 MiB do not fit in 8 MiB: 3/4 and 1/4, never more than the response.
+        let b = shard_budgets(&by_shard, 8 << 20);
+        assert_eq!((b[&ShardId(0)], b[&ShardId(1)]), (6 << 20, 2 << 20));
+        // A share that rounds to nothing still lets the shard return a batch.
+        by_shard.insert(ShardId(1), items(1, 1));
+        let b = shard_budgets(&by_shard, 100);
+        assert_eq!(b[&ShardId(1)], 1);
+        assert!(b[&ShardId(0)] <= 100);
+    }
 }

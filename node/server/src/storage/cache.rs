@@ -54,6 +54,11 @@ impl PartitionCache {
         Some(out)
     }
 
+    /// Whether a read at `offset` is served here (not from the files).
+    pub fn covers(&self, offset: Offset) -> bool {
+        self.batches.front().is_some_and(|b| b.base <= offset)
+    }
+
     /// Drops cached batches at or above `offset` (log truncation).
     pub fn truncate_from(&mut self, offset: Offset) {
         while self.batches.back().is_some_and(|b| b.last >= offset) {

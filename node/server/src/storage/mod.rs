@@ -2,5 +2,6 @@
 
 pub mod cache;
 pub mod partition;
+pub mod read_ahead;
 pub mod space;
 pub mod writer;

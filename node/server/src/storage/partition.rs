@@ -33,6 +33,7 @@
 //! than risk acknowledging data that is not on the device.
 
 use super::cache::{CachedBatch, PartitionCache, ShardCache};
+use super::read_ahead::{self, ReadAheads};
 use super::space::DirSpace;
 use super::writer::{SegmentWriter, run_flush};
 use crate::config::Durability;
@@ -113,6 +114,8 @@ pub struct StorageEnv {
     pub durability: Durability,
     pub limits: Rc<Limits>,
     pub shard_cache: Rc<RefCell<ShardCache>>,
+    /// The shard's read-ahead budget (cold sequential readers).
+    pub read_aheads: Rc<ReadAheads>,
     /// Free-space state of the partition's data directory.
     pub space: Rc<DirSpace>,
     /// Replication settings; `partition` is set per partition at open.
@@ -177,6 +180,9 @@ pub struct Partition {
     failed: RefCell<Option<String>>,
     cache: Rc<RefCell<PartitionCache>>,
     shard_cache: Rc<RefCell<ShardCache>>,
+    read_aheads: Rc<ReadAheads>,
+    /// The next stretch of a segment, read ahead of a cold sequential reader.
+    ahead: read_ahead::Slot,
     space: Rc<DirSpace>,
     write_behind_pending: Cell<bool>,
     /// The replica core (role, epochs, HW over the ISR). Borrowed briefly,
@@ -417,6 +423,8 @@ impl Partition {
             failed: RefCell::new(None),
             cache: Rc::new(RefCell::new(PartitionCache::default())),
             shard_cache: env.shard_cache.clone(),
+            read_aheads: env.read_aheads.clone(),
+            ahead: Rc::new(RefCell::new(None)),
             space: env.space.clone(),
             write_behind_pending: Cell::new(false),
             replica: RefCell::new(replica),
@@ -869,6 +877,23 @@ impl Partition {
         self.read_bounded(offset, max_bytes, hw, hw).await
     }
 
+    /// What a fetch learns of a partition when its response budget is spent:
+    /// the positions, after the same offset check as [`Self::read`], with no
+    /// records and no disk read.
+    pub fn positions(&self, offset: Offset) -> Result<ReadOutcome, PartitionError> {
+        let st = self.state.borrow();
+        let (start, end) = (st.log.log_start_offset(), st.log.log_end_offset());
+        if offset < start || offset > end {
+            return Err(PartitionError::OffsetOutOfRange);
+        }
+        Ok(ReadOutcome {
+            records: Bytes::new(),
+            high_watermark: st.log.high_watermark(),
+            log_start_offset: start,
+            log_end_offset: end,
+        })
+    }
+
     /// Reads whole batches below `limit`; from the files only below
     /// `disk_limit` (what has been written), beyond that from the cache.
     async fn read_bounded(
@@ -911,6 +936,11 @@ impl Partition {
         if offset >= hw {
             return Ok(outcome(Bytes::new()));
         }
+        if let Some(got) = self.read_ahead_hit(offset, max_bytes, hw).await {
+            crate::metrics::with(|m| m.read_ahead_served_bytes += got.bytes.len() as u64);
+            self.read_ahead(got.segment, got.end, got.next, max_bytes);
+            return Ok(outcome(got.bytes));
+        }
         let mut from = offset;
         loop {
             let located = self.state.borrow().log.locate(from);
@@ -936,7 +966,10 @@ impl Partition {
             .await
             .map_err(io_err)?;
             match got {
-                Some(bytes) => return Ok(outcome(bytes)),
+                Some((bytes, end, next)) => {
+                    self.read_ahead(base, end, next, max_bytes);
+                    return Ok(outcome(bytes));
+                }
                 // Nothing at or after `from` in this segment: continue in the next.
                 None => {
                     let next = self.state.borrow().log.segment_after(base).map(|s| s.base_offset);
@@ -947,6 +980,69 @@ impl Partition {
                 }
             }
         }
+    }
+
+    /// Serves a read at `offset` from the read-ahead issued for it, if any.
+    /// A read-ahead for another offset is dropped (the reader moved), and
+    /// one that failed or holds no whole batch leaves the read to the files.
+    async fn read_ahead_hit(&self, offset: Offset, max_bytes: usize, hw: Offset) -> Option<Hit> {
+        let ahead = self.ahead.borrow_mut().take()?;
+        if ahead.next != offset {
+            return None;
+        }
+        let (segment, position) = (ahead.segment, ahead.position);
+        let data = ahead.task.await.ok()?;
+        match pick_batches(&data, offset, hw, max_bytes) {
+            Pick::Found { begin, end, next } => Some(Hit {
+                bytes: data.slice(begin..end),
+                segment,
+                end: position + end as u64,
+                next,
+            }),
+            _ => None,
+        }
+    }
+
+    /// After a read from segment `segment` that ended at file position `end`
+    /// (the reader asks for `next` next), reads the following stretch of the
+    /// segment in the background, as long as the next read would also go to
+    /// the files: not past what is written, not what the batch cache holds.
+    fn read_ahead(&self, segment: Offset, end: u64, next: Offset, max_bytes: usize) {
+        let written = self.state.borrow().written_offset;
+        if next >= written || self.cache.borrow().covers(next) {
+            return;
+        }
+        let located = self.state.borrow().log.locate(next);
+        let seg_end = match located {
+            weir_node_core::log::Locate::Segment { base_offset, end_position, .. }
+                if base_offset == segment =>
+            {
+                end_position.0
+            }
+            _ => return,
+        };
+        // In the active segment, only what has reached the file.
+        let seg_end = {
+            let st = self.state.borrow();
+            if st.log.active_segment().base_offset == segment {
+                seg_end.min(st.writer.written_end())
+            } else {
+                seg_end
+            }
+        };
+        if end >= seg_end {
+            return;
+        }
+        let Some(file) = self.state.borrow().files.get(&segment).cloned() else { return };
+        let want = max_bytes.clamp(64 << 10, self.limits.fetch_read_bytes_max) as u64;
+        let len = want.min(seg_end - end) as usize;
+        self.read_aheads.issue(&self.ahead, len, segment, end, next, move || {
+            glommio::spawn_local(async move {
+                let data = file.read_at(end, len).await?;
+                crate::metrics::with(|m| m.log_read_bytes += data.len() as u64);
+                Ok(Bytes::copy_from_slice(&data))
+            })
+        });
     }
 
     /// Applies retention and DeleteRecords: removes whole segments below the
@@ -1235,6 +1331,8 @@ impl Partition {
                 LogCut::TruncateTo(offset) => self.truncate_locked(offset).await?,
                 LogCut::ResetTo(offset) => self.reset_locked(offset, now_ms).await?,
             }
+            // Bytes read ahead may be of the batches cut off.
+            drop(self.ahead.borrow_mut().take());
             self.cache.borrow_mut().truncate_from(Offset(0).max(match cut {
                 LogCut::TruncateTo(o) => o,
                 LogCut::ResetTo(_) => Offset(0),
@@ -1356,6 +1454,7 @@ impl Partition {
         let mut writer = self.create_segment(&path).await?;
         self.checkpoint_log_start(offset, true).await?;
         self.cache.borrow_mut().clear();
+        drop(self.ahead.borrow_mut().take());
         let mut st = self.state.borrow_mut();
         writer.set_preallocate_limit(st.settings.log.segment_bytes);
         st.files.insert(offset, writer.file().clone());
@@ -1439,6 +1538,7 @@ impl Partition {
         let _flush = self.flush_lock.acquire_permit(1).await;
         *self.failed.borrow_mut() = Some("partition deleted".into());
         self.cache.borrow_mut().clear();
+        drop(self.ahead.borrow_mut().take());
         self.state.borrow_mut().files.clear();
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             tracing::warn!(partition = %self.tp, "removing {}: {e}", self.dir.display());
@@ -1462,7 +1562,9 @@ fn concat(parts: Vec<Bytes>) -> Bytes {
 }
 
 /// Reads whole batches from one segment, starting at the batch containing
-/// `from`. `None` when the segment has no batch at or after `from` below `hw`.
+/// `from`: the bytes, the file position after them and the offset that
+/// follows them. `None` when the segment has no batch at or after `from`
+/// below `hw`.
 #[allow(clippy::too_many_arguments)]
 async fn read_batches(
     file: &DmaFile,
@@ -1472,7 +1574,7 @@ async fn read_batches(
     hw: Offset,
     max_bytes: usize,
     read_max: usize,
-) -> std::io::Result<Option<Bytes>> {
+) -> std::io::Result<Option<(Bytes, u64, Offset)>> {
     let mut pos = start.0;
     let mut want = max_bytes.clamp(64 << 10, read_max);
     loop {
@@ -1482,58 +1584,86 @@ async fn read_batches(
         let len = (want as u64).min(seg_end.0 - pos) as usize;
         let data = file.read_at(pos, len).await?;
         crate::metrics::with(|m| m.log_read_bytes += data.len() as u64);
-        let mut begin: Option<usize> = None;
-        let mut end = 0usize;
-        let mut scanned = 0usize;
-        let mut first_incomplete = None;
-        for item in BatchIter::headers_only(&data) {
-            let (h, range) = match item {
-                Ok(x) => x,
-                Err(batch::BatchError::Truncated { needed, .. }) => {
-                    first_incomplete = Some(needed);
-                    break;
-                }
-                Err(_) => break,
-            };
-            scanned = range.end;
-            if h.base_offset >= hw {
-                break;
+        match pick_batches(&data, from, hw, max_bytes) {
+            Pick::Found { begin, end, next } => {
+                return Ok(Some((
+                    Bytes::copy_from_slice(&data[begin..end]),
+                    pos + end as u64,
+                    next,
+                )));
             }
-            if h.last_offset() < from {
-                continue;
-            }
-            match begin {
-                None => {
-                    begin = Some(range.start);
-                    end = range.end;
-                }
-                Some(b) => {
-                    if range.end - b > max_bytes {
-                        break;
-                    }
-                    end = range.end;
-                }
-            }
-        }
-        match begin {
-            Some(b) => return Ok(Some(Bytes::copy_from_slice(&data[b..end]))),
-            None => {
-                if let Some(needed) = first_incomplete.filter(|_| scanned == 0) {
-                    // The first batch is larger than what we read: read it
-                    // whole, once; if the segment ends first it is not there.
-                    if needed <= want {
-                        return Ok(None);
-                    }
-                    want = needed;
-                    continue;
-                }
-                if scanned == 0 {
+            Pick::FirstIncomplete { needed } => {
+                // The first batch is larger than what we read: read it
+                // whole, once; if the segment ends first it is not there.
+                if needed <= want {
                     return Ok(None);
                 }
-                pos += scanned as u64;
+                want = needed;
             }
+            Pick::Before { scanned } => pos += scanned as u64,
+            Pick::Nothing => return Ok(None),
         }
     }
+}
+
+/// What a buffer of whole and partial batches holds for a reader at `from`.
+enum Pick {
+    /// Batches `begin..end` of the buffer, the first containing `from`, none
+    /// at or past `hw`, at most `max_bytes` after the first; `next` follows
+    /// the last.
+    Found { begin: usize, end: usize, next: Offset },
+    /// The buffer starts with a batch it does not hold whole.
+    FirstIncomplete { needed: usize },
+    /// Only batches below `from`: `scanned` bytes of them.
+    Before { scanned: usize },
+    /// Nothing readable (the high watermark, or no valid batch).
+    Nothing,
+}
+
+fn pick_batches(data: &[u8], from: Offset, hw: Offset, max_bytes: usize) -> Pick {
+    let mut begin: Option<usize> = None;
+    let mut end = 0usize;
+    let mut next = from;
+    let mut scanned = 0usize;
+    for item in BatchIter::headers_only(data) {
+        let (h, range) = match item {
+            Ok(x) => x,
+            Err(batch::BatchError::Truncated { needed, .. }) => {
+                if begin.is_none() && scanned == 0 {
+                    return Pick::FirstIncomplete { needed };
+                }
+                break;
+            }
+            Err(_) => break,
+        };
+        scanned = range.end;
+        if h.base_offset >= hw {
+            break;
+        }
+        if h.last_offset() < from {
+            continue;
+        }
+        match begin {
+            None => begin = Some(range.start),
+            Some(b) if range.end - b > max_bytes => break,
+            Some(_) => {}
+        }
+        end = range.end;
+        next = h.last_offset().next();
+    }
+    match begin {
+        Some(begin) => Pick::Found { begin, end, next },
+        None if scanned > 0 => Pick::Before { scanned },
+        None => Pick::Nothing,
+    }
+}
+
+/// A read served from a read-ahead.
+struct Hit {
+    bytes: Bytes,
+    segment: Offset,
+    end: u64,
+    next: Offset,
 }
 
 /// The position of the batch whose base offset is `offset`, walking batch

@@ -8,6 +8,7 @@ use weir_node::config::{Durability, NodeConfig};
 use weir_node::limits::Limits;
 use weir_node::storage::cache::ShardCache;
 use weir_node::storage::partition::{Partition, StorageEnv, TopicSettings};
+use weir_node::storage::read_ahead::ReadAheads;
 use weir_node::storage::space::DirSpace;
 use weir_node_core::log::LogConfig;
 use weir_node_core::replica::ReplicaConfig;
@@ -18,11 +19,25 @@ pub const T0: i64 = 1_700_000_000_000;
 
 /// Opens (recovers) partition `tp` in `dir` as node `node`'s replica, with
 /// segments of `segment_bytes`, fsync durability and a 64 MiB batch cache.
+#[allow(dead_code)] // not every test file uses every helper
 pub async fn open(dir: &Path, tp: TopicPartition, node: i32, segment_bytes: u64) -> Rc<Partition> {
+    open_with(dir, tp, node, segment_bytes, 64 << 20, ReadAheads::new(64 << 20)).await
+}
+
+/// [`open`] with a batch cache of `cache_bytes` and the given read-ahead budget.
+pub async fn open_with(
+    dir: &Path,
+    tp: TopicPartition,
+    node: i32,
+    segment_bytes: u64,
+    cache_bytes: usize,
+    read_aheads: Rc<ReadAheads>,
+) -> Rc<Partition> {
     let env = StorageEnv {
         durability: Durability::Fsync,
         limits: Rc::new(Limits::from_config(&NodeConfig::default())),
-        shard_cache: Rc::new(RefCell::new(ShardCache::new(64 << 20))),
+        shard_cache: Rc::new(RefCell::new(ShardCache::new(cache_bytes))),
+        read_aheads,
         space: Rc::new(DirSpace::new(dir.to_path_buf(), 0)),
         replica: ReplicaConfig {
             node: NodeId(node),
