@@ -42,7 +42,9 @@ pub struct Limits {
     pub batch_cache_bytes_per_shard: usize,
     /// Bytes each shard may hold read ahead of cold sequential readers
     /// (`storage::read_ahead`): at most one stretch of a fetch's partition
-    /// size per partition; the oldest is dropped at the bound.
+    /// size per partition; the oldest is dropped at the bound. While a
+    /// stretch is read, the previous one's buffer may live on for the bytes
+    /// it carries over: memory stays under twice this.
     pub read_ahead_bytes_per_shard: usize,
     /// Largest single cold read issued for a fetch.
     pub fetch_read_bytes_max: usize,

@@ -7,7 +7,8 @@
 //! On-disk layout of `<data dir>/<topic>-<partition>/`:
 //!
 //! ```text
-//! 00000000000000000000.log        record batches exactly as stored (v2, offsets assigned)
+//! 00000000000000000000.log        record batches exactly as stored (v2, offsets assigned);
+//!                                 a sealed segment ends with zeros up to its next 4 KiB boundary
 //! 00000000000000000000.index      sparse offset index (sealed segments; rebuilt if invalid)
 //! 00000000000000000000.timeindex  time index (sealed segments; rebuilt if invalid)
 //! 00000000000000001234.snapshot   producer state as of offset 1234 (taken at each roll)
@@ -703,7 +704,7 @@ impl Partition {
         self.shard_cache.borrow_mut().insert(&self.cache, cached);
     }
 
-    /// Seals the active segment (everything written, cut to size, synced,
+    /// Seals the active segment (everything written, cut after its last block, synced,
     /// indexes and producer snapshot written) and starts a new one.
     async fn roll(&self, new_base: Offset) -> Result<(), PartitionError> {
         let _flush = self.flush_lock.acquire_permit(1).await.map_err(io_err)?;
@@ -938,7 +939,7 @@ impl Partition {
         }
         if let Some(got) = self.read_ahead_hit(offset, max_bytes, hw).await {
             crate::metrics::with(|m| m.read_ahead_served_bytes += got.bytes.len() as u64);
-            self.read_ahead(got.segment, got.end, got.next, max_bytes);
+            self.read_ahead(got.segment, got.end, got.next, max_bytes, got.carry);
             return Ok(outcome(got.bytes));
         }
         let mut from = offset;
@@ -967,7 +968,7 @@ impl Partition {
             .map_err(io_err)?;
             match got {
                 Some((bytes, end, next)) => {
-                    self.read_ahead(base, end, next, max_bytes);
+                    self.read_ahead(base, end, next, max_bytes, Bytes::new());
                     return Ok(outcome(bytes));
                 }
                 // Nothing at or after `from` in this segment: continue in the next.
@@ -995,6 +996,12 @@ impl Partition {
         match pick_batches(&data, offset, hw, max_bytes) {
             Pick::Found { begin, end, next } => Some(Hit {
                 bytes: data.slice(begin..end),
+                // What follows (a batch held in part) starts the next stretch,
+                // so it is not read twice. All of it is final: a stretch
+                // never reaches past what was written when it was read. The
+                // slice keeps this stretch's buffer until the next one is
+                // read (then it is copied behind): at most twice the budget.
+                carry: data.slice(end..),
                 segment,
                 end: position + end as u64,
                 next,
@@ -1007,7 +1014,8 @@ impl Partition {
     /// (the reader asks for `next` next), reads the following stretch of the
     /// segment in the background, as long as the next read would also go to
     /// the files: not past what is written, not what the batch cache holds.
-    fn read_ahead(&self, segment: Offset, end: u64, next: Offset, max_bytes: usize) {
+    /// `carry` holds the stretch's first bytes already.
+    fn read_ahead(&self, segment: Offset, end: u64, next: Offset, max_bytes: usize, carry: Bytes) {
         let written = self.state.borrow().written_offset;
         if next >= written || self.cache.borrow().covers(next) {
             return;
@@ -1030,17 +1038,28 @@ impl Partition {
                 seg_end
             }
         };
-        if end >= seg_end {
+        let from = end + carry.len() as u64;
+        if from >= seg_end && carry.is_empty() {
             return;
         }
         let Some(file) = self.state.borrow().files.get(&segment).cloned() else { return };
         let want = max_bytes.clamp(64 << 10, self.limits.fetch_read_bytes_max) as u64;
-        let len = want.min(seg_end - end) as usize;
-        self.read_aheads.issue(&self.ahead, len, segment, end, next, move || {
+        let len =
+            want.saturating_sub(carry.len() as u64).min(seg_end.saturating_sub(from)) as usize;
+        let stretch = carry.len() + len;
+        self.read_aheads.issue(&self.ahead, stretch, segment, end, next, move || {
             glommio::spawn_local(async move {
-                let data = file.read_at(end, len).await?;
+                if len == 0 {
+                    return Ok(carry);
+                }
+                let data = file.read_at(from, len).await?;
                 crate::metrics::with(|m| m.log_read_bytes += data.len() as u64);
-                Ok(Bytes::copy_from_slice(&data))
+                // The read is copied out of the DMA buffer anyway: behind
+                // the carried bytes.
+                let mut joined = BytesMut::with_capacity(stretch);
+                joined.extend_from_slice(&carry);
+                joined.extend_from_slice(&data);
+                Ok(joined.freeze())
             })
         });
     }
@@ -1661,6 +1680,7 @@ fn pick_batches(data: &[u8], from: Offset, hw: Offset, max_bytes: usize) -> Pick
 /// A read served from a read-ahead.
 struct Hit {
     bytes: Bytes,
+    carry: Bytes,
     segment: Offset,
     end: u64,
     next: Offset,

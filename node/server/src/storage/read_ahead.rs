@@ -64,7 +64,7 @@ impl ReadAheads {
         self.used.get()
     }
 
-    /// Puts a read of `len` bytes into `slot` (replacing what was there),
+    /// Puts a stretch of `len` bytes into `slot` (replacing what was there),
     /// dropping the shard's oldest read-aheads while over budget. `start`
     /// issues the read; it is not called when `len` exceeds the whole budget.
     pub fn issue(

@@ -243,15 +243,26 @@ impl SegmentWriter {
         self.written_end = logical_end;
     }
 
-    /// Writes everything pending and cuts the file to its logical size, making
-    /// it durable: used when a segment is sealed (roll) or at shutdown.
+    /// Writes everything pending, gives back the preallocated space past the
+    /// last block and makes the segment durable: used when a segment is sealed
+    /// (roll).
+    ///
+    /// The file is cut at the 4 KiB boundary after its last batch, not at the
+    /// batch's end: cutting inside a block makes ext4 zero the rest of it,
+    /// and since O_DIRECT left the block out of the page cache, it reads the
+    /// block from the device first, on the shard thread (a traced roll did
+    /// exactly that: one 4 KiB read per roll). The zeros after the last
+    /// batch are what recovery and reads already stop at (zero fill).
     pub async fn seal(&mut self) -> std::io::Result<()> {
         if let Some(job) = self.take_flush() {
             let end = run_flush(&self.file, job).await?;
             self.flush_done(end);
         }
-        self.file.truncate(self.logical_end).await.map_err(std::io::Error::from)?;
-        self.allocated = self.logical_end;
+        let cut = align_up(self.logical_end);
+        if self.allocated != cut {
+            self.file.truncate(cut).await.map_err(std::io::Error::from)?;
+            self.allocated = cut;
+        }
         self.file.fdatasync().await.map_err(std::io::Error::from)?;
         Ok(())
     }
@@ -305,8 +316,13 @@ mod tests {
             }
             w.seal().await.unwrap();
             let on_disk = read_all(&path).await;
-            assert_eq!(on_disk.len(), expect.len());
-            assert!(on_disk == expect, "segment bytes differ from what was appended");
+            // Cut at the block boundary after the data: zeros, no more.
+            assert_eq!(on_disk.len() as u64, align_up(expect.len() as u64));
+            assert!(
+                on_disk[..expect.len()] == expect,
+                "segment bytes differ from what was appended"
+            );
+            assert!(on_disk[expect.len()..].iter().all(|b| *b == 0));
         });
     }
 
@@ -327,9 +343,10 @@ mod tests {
             w.append(&[2u8; 3000]);
             w.seal().await.unwrap();
             let on_disk = read_all(&path).await;
-            assert_eq!(on_disk.len(), 8000);
+            assert_eq!(on_disk.len(), 8192);
             assert!(on_disk[..5000].iter().all(|b| *b == 1));
-            assert!(on_disk[5000..].iter().all(|b| *b == 2));
+            assert!(on_disk[5000..8000].iter().all(|b| *b == 2));
+            assert!(on_disk[8000..].iter().all(|b| *b == 0));
         });
     }
 }
