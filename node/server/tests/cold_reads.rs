@@ -9,23 +9,11 @@ use weir_node::rt::{dma_probe, run_local};
 use weir_node::storage::partition::Partition;
 use weir_node::storage::read_ahead::ReadAheads;
 use weir_proto::batch::{BatchIter, build};
-use weir_proto::{LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
+use weir_proto::{Offset, TopicPartition};
 
 mod common;
 
-const T0: i64 = 1_700_000_000_000;
-
-async fn lead(p: &Rc<Partition>) {
-    let state = weir_node_core::replica::PartitionState {
-        partition: PartitionId(0),
-        leader: Some(NodeId(1)),
-        leader_epoch: LeaderEpoch(0),
-        partition_epoch: weir_node_core::replica::PartitionEpoch(0),
-        isr: vec![NodeId(1)],
-        replicas: vec![NodeId(1)],
-    };
-    p.apply_partition_state(&state, T0).await.expect("lead");
-}
+use common::T0;
 
 /// Reads from `from` to the end in steps of at most `max_bytes`: the (base,
 /// last) offsets of the batches served, each checked against its CRC.
@@ -69,7 +57,7 @@ fn sequential_cold_reader_is_served_from_read_ahead_in_order() {
             read_aheads.clone(),
         )
         .await;
-        lead(&p).await;
+        common::lead_alone(&p).await;
         // 300 batches of 10 records of 1000 B: ~3 MB over three 1 MiB segments.
         let mut stored = 0u64;
         for i in 0..300 {
@@ -117,7 +105,7 @@ fn sealed_segments_end_on_a_block_and_read_back_after_a_restart() {
             )
         };
         let p = open(64 << 20).await;
-        lead(&p).await;
+        common::lead_alone(&p).await;
         // 10 records of 997 B: batch ends never fall on a 4 KiB boundary.
         for i in 0..300 {
             let batch = Bytes::from(build::simple(10, 997, T0 + i));
@@ -141,7 +129,7 @@ fn sealed_segments_end_on_a_block_and_read_back_after_a_restart() {
         // After a restart (indexes trusted, sizes taken from the files), with
         // no cache: every batch once, in order, across the zero tails.
         let p = open(0).await;
-        lead(&p).await;
+        common::lead_alone(&p).await;
         let expected: Vec<(i64, i64)> = (0..300).map(|i| (i * 10, i * 10 + 9)).collect();
         assert_eq!(read_from(&p, Offset(0), 40 << 10).await, expected);
         assert_eq!(read_from(&p, Offset(0), 8 << 20).await, expected);

@@ -9,22 +9,13 @@ use std::rc::Rc;
 use weir_node::rt::{dma_probe, run_local};
 use weir_node::storage::partition::Partition;
 use weir_proto::batch::{BatchIter, build};
-use weir_proto::{LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
+use weir_proto::{Offset, TopicPartition};
 
 mod common;
 
 async fn open(dir: &Path, segment_bytes: u64) -> Rc<Partition> {
     let p = common::open(dir, TopicPartition::new("faults", 0), 1, segment_bytes).await;
-    // The only replica, leading (as the controller would say).
-    let state = weir_node_core::replica::PartitionState {
-        partition: PartitionId(0),
-        leader: Some(NodeId(1)),
-        leader_epoch: LeaderEpoch(0),
-        partition_epoch: weir_node_core::replica::PartitionEpoch(0),
-        isr: vec![NodeId(1)],
-        replicas: vec![NodeId(1)],
-    };
-    p.apply_partition_state(&state, 1_700_000_000_000).await.expect("lead");
+    common::lead_alone(&p).await;
     p
 }
 

@@ -16,6 +16,7 @@ use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -103,22 +104,35 @@ pub fn encode_response(request: &RequestHeader, api_key: ApiKey, body: &Response
             return encode_gathered(request, api_key, fetch, records);
         }
     }
-    let version = request.request_api_version;
     let mut frame = BytesMut::with_capacity(256);
     frame.put_i32(0);
-    let encoded = ResponseHeader::default()
-        .with_correlation_id(request.correlation_id)
-        .encode(&mut frame, api_key.response_header_version(version))
-        .and_then(|_| body.encode(&mut frame, version));
-    if let Err(e) = encoded {
-        tracing::error!(
-            "BUG: cannot encode {api_key:?} v{version} response: {e}; closing connection"
-        );
+    if !encode_with_header(&mut frame, request, api_key, |f, v| body.encode(f, v)) {
         return Reply::Close;
     }
     let size = (frame.len() - 4) as i32;
     frame[0..4].copy_from_slice(&size.to_be_bytes());
     Reply::Frame(frame)
+}
+
+/// Encodes the response header, then the body with `body`, into `buf`.
+/// False (logged) when the body's version cannot carry what a handler built.
+fn encode_with_header<B: ByteBufMut>(
+    buf: &mut B,
+    request: &RequestHeader,
+    api_key: ApiKey,
+    body: impl FnOnce(&mut B, i16) -> anyhow::Result<()>,
+) -> bool {
+    let version = request.request_api_version;
+    let encoded = ResponseHeader::default()
+        .with_correlation_id(request.correlation_id)
+        .encode(buf, api_key.response_header_version(version))
+        .and_then(|_| body(buf, version));
+    if let Err(e) = &encoded {
+        tracing::error!(
+            "BUG: cannot encode {api_key:?} v{version} response: {e}; closing connection"
+        );
+    }
+    encoded.is_ok()
 }
 
 /// Record batches at least this large are sent from their own buffers (the
@@ -131,16 +145,8 @@ fn encode_gathered(
     body: &kafka_protocol::messages::FetchResponse,
     records: Vec<Bytes>,
 ) -> Reply {
-    let version = request.request_api_version;
     let mut buf = GatherBuf::new(records);
-    let encoded = ResponseHeader::default()
-        .with_correlation_id(request.correlation_id)
-        .encode(&mut buf, api_key.response_header_version(version))
-        .and_then(|_| body.encode(&mut buf, version));
-    if let Err(e) = encoded {
-        tracing::error!(
-            "BUG: cannot encode {api_key:?} v{version} response: {e}; closing connection"
-        );
+    if !encode_with_header(&mut buf, request, api_key, |b, v| body.encode(b, v)) {
         return Reply::Close;
     }
     Reply::Gathered(buf.into_frame())
@@ -152,7 +158,7 @@ fn encode_gathered(
 /// length) ends the current piece and the buffer itself becomes the next.
 /// Everything else is copied into the current piece. A 30 MB cold-read fetch
 /// response used to be copied into a frame grown by doubling.
-pub struct GatherBuf {
+struct GatherBuf {
     pieces: Vec<Bytes>,
     pieces_len: usize,
     current: BytesMut,
@@ -160,7 +166,7 @@ pub struct GatherBuf {
 }
 
 impl GatherBuf {
-    pub fn new(records: Vec<Bytes>) -> GatherBuf {
+    fn new(records: Vec<Bytes>) -> GatherBuf {
         let by_address = records.into_iter().map(|b| ((b.as_ptr() as usize, b.len()), b)).collect();
         GatherBuf {
             pieces: Vec::new(),
@@ -171,7 +177,7 @@ impl GatherBuf {
     }
 
     /// The frame: its size prefix, then the pieces in order.
-    pub fn into_frame(mut self) -> Vec<Bytes> {
+    fn into_frame(mut self) -> Vec<Bytes> {
         self.end_piece();
         let size = self.pieces_len as i32;
         let mut frame = Vec::with_capacity(self.pieces.len() + 1);
@@ -219,7 +225,7 @@ unsafe impl BufMut for GatherBuf {
     }
 }
 
-impl kafka_protocol::protocol::buf::ByteBufMut for GatherBuf {
+impl ByteBufMut for GatherBuf {
     fn offset(&self) -> usize {
         self.pieces_len + self.current.len()
     }

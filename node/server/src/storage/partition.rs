@@ -1016,33 +1016,35 @@ impl Partition {
     /// the files: not past what is written, not what the batch cache holds.
     /// `carry` holds the stretch's first bytes already.
     fn read_ahead(&self, segment: Offset, end: u64, next: Offset, max_bytes: usize, carry: Bytes) {
-        let written = self.state.borrow().written_offset;
-        if next >= written || self.cache.borrow().covers(next) {
+        if self.cache.borrow().covers(next) {
             return;
         }
-        let located = self.state.borrow().log.locate(next);
-        let seg_end = match located {
-            weir_node_core::log::Locate::Segment { base_offset, end_position, .. }
-                if base_offset == segment =>
-            {
-                end_position.0
-            }
-            _ => return,
-        };
-        // In the active segment, only what has reached the file.
-        let seg_end = {
+        let (seg_end, file) = {
             let st = self.state.borrow();
-            if st.log.active_segment().base_offset == segment {
+            if next >= st.written_offset {
+                return;
+            }
+            let seg_end = match st.log.locate(next) {
+                weir_node_core::log::Locate::Segment { base_offset, end_position, .. }
+                    if base_offset == segment =>
+                {
+                    end_position.0
+                }
+                _ => return,
+            };
+            // In the active segment, only what has reached the file.
+            let seg_end = if st.log.active_segment().base_offset == segment {
                 seg_end.min(st.writer.written_end())
             } else {
                 seg_end
-            }
+            };
+            let Some(file) = st.files.get(&segment).cloned() else { return };
+            (seg_end, file)
         };
         let from = end + carry.len() as u64;
         if from >= seg_end && carry.is_empty() {
             return;
         }
-        let Some(file) = self.state.borrow().files.get(&segment).cloned() else { return };
         let want = max_bytes.clamp(64 << 10, self.limits.fetch_read_bytes_max) as u64;
         let len =
             want.saturating_sub(carry.len() as u64).min(seg_end.saturating_sub(from)) as usize;

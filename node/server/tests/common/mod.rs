@@ -57,3 +57,17 @@ pub async fn open_with(
     };
     Partition::open(dir, tp, TOPIC_ID, settings, &env, T0).await.expect("open partition")
 }
+
+/// Makes node 1 the only replica and leader of `p`, as the controller would.
+#[allow(dead_code)] // not every test file uses every helper
+pub async fn lead_alone(p: &Rc<Partition>) {
+    let state = weir_node_core::replica::PartitionState {
+        partition: PartitionId(0),
+        leader: Some(NodeId(1)),
+        leader_epoch: weir_proto::LeaderEpoch(0),
+        partition_epoch: weir_node_core::replica::PartitionEpoch(0),
+        isr: vec![NodeId(1)],
+        replicas: vec![NodeId(1)],
+    };
+    p.apply_partition_state(&state, T0).await.expect("lead");
+}
