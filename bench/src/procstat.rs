@@ -18,6 +18,10 @@ pub struct ProcSample {
     pub write_bytes: u64,
     /// Bytes the tree caused to be fetched from the storage layer (`read_bytes`).
     pub read_bytes: u64,
+    /// Seconds the tree's threads were runnable but waited for a CPU (the
+    /// run-queue delay of `/proc/PID/task/TID/schedstat`). Near `cpu_s` or
+    /// above it, the machine's cores, not the process, set the pace.
+    pub cpu_wait_s: f64,
 }
 
 impl ProcSample {
@@ -27,6 +31,7 @@ impl ProcSample {
             cpu_s: (self.cpu_s - earlier.cpu_s).max(0.0),
             write_bytes: self.write_bytes.saturating_sub(earlier.write_bytes),
             read_bytes: self.read_bytes.saturating_sub(earlier.read_bytes),
+            cpu_wait_s: (self.cpu_wait_s - earlier.cpu_wait_s).max(0.0),
         }
     }
 }
@@ -72,6 +77,23 @@ pub fn parse_io(s: &str) -> Option<(u64, u64)> {
         }
     }
     Some((read?, write?))
+}
+
+/// Run-queue delay in ns of the thread whose `schedstat` line this is:
+/// `<ns on CPU> <ns waiting for a CPU> <time slices>`.
+pub fn parse_schedstat_wait_ns(s: &str) -> Option<u64> {
+    s.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Run-queue delay summed over the process's live threads, in seconds.
+fn read_cpu_wait_s(pid: u32) -> f64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| parse_schedstat_wait_ns(&s))
+        .sum();
+    ns as f64 / 1e9
 }
 
 fn all_pids() -> Vec<u32> {
@@ -121,6 +143,7 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
             s.read_bytes += r;
             s.write_bytes += w;
         }
+        s.cpu_wait_s += read_cpu_wait_s(p);
     }
     Some(s)
 }
@@ -203,6 +226,12 @@ mod tests {
     fn io_fields() {
         let s = "rchar: 1\nwchar: 2\nsyscr: 3\nsyscw: 4\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n";
         assert_eq!(parse_io(s), Some((4096, 8192)));
+    }
+
+    #[test]
+    fn schedstat_run_queue_delay() {
+        assert_eq!(parse_schedstat_wait_ns("2570000000 3590000000 22864\n"), Some(3_590_000_000));
+        assert_eq!(parse_schedstat_wait_ns("12"), None);
     }
 
     #[test]

@@ -579,12 +579,24 @@ fn half_load_latency(r: Result<&TargetResult, String>, offered: Option<f64>) -> 
     .into_iter()
     .flatten()
     .collect();
+    // What the open-loop latency holds besides the broker: the client's own
+    // lag behind its schedule, and threads waiting for the machine's cores.
+    let lag = p.send_lag.as_ref().map_or(String::new(), |l| {
+        format!("; the client's own send lag p99 {:.2} ms", ms(l.p99_us))
+    });
+    let waits = p.node.as_ref().map_or(String::new(), |n| {
+        format!(
+            "; waiting for a CPU: node {:.1} s (running {:.1} CPU-s), client {:.1} s (running \
+             {:.1} CPU-s) in {:.0} s",
+            n.cpu_wait_s, n.cpu_s, p.client_cpu_wait_s, p.client_cpu_s, p.secs
+        )
+    });
     Verdict {
         target: T,
         required,
         measured: format!(
             "produce p99 {p99:.2} ms, p99.9 {p999:.2} ms; end-to-end p99 {e2e:.2} ms; \
-             {:.0} records/s acknowledged over the phase, {} offered{}",
+             {:.0} records/s acknowledged over the phase, {} offered{}{lag}{waits}",
             p.totals.records as f64 / p.secs.max(1e-9),
             offered.map_or("–".into(), |r| format!("{r:.0}")),
             errors(p)
@@ -692,7 +704,12 @@ mod tests {
             secs: 1.0,
             stored_bytes: (window as u64 + 1) * 1_000_000_000,
             stats: WindowStats { records: mb * 1000, bytes: mb * 1_000_000, ..Default::default() },
-            node: Some(ProcSample { cpu_s: 0.5, write_bytes: mb * 1_000_000, read_bytes: 0 }),
+            node: Some(ProcSample {
+                cpu_s: 0.5,
+                write_bytes: mb * 1_000_000,
+                read_bytes: 0,
+                cpu_wait_s: 0.0,
+            }),
             loaded,
         }
     }
@@ -724,8 +741,21 @@ mod tests {
                     max_us: p999_ms * 2000,
                 },
             },
-            node: Some(ProcSample { cpu_s: 2.0, write_bytes: bytes, read_bytes: 0 }),
+            node: Some(ProcSample {
+                cpu_s: 2.0,
+                write_bytes: bytes,
+                read_bytes: 0,
+                cpu_wait_s: 1.5,
+            }),
             client_cpu_s: 5.0,
+            client_cpu_wait_s: 4.0,
+            send_lag: Some(Percentiles {
+                count: records,
+                p50_us: 100,
+                p99_us: 12_000,
+                p999_us: 20_000,
+                max_us: 30_000,
+            }),
         }
     }
 
@@ -785,6 +815,14 @@ mod tests {
         );
         let v = half_load_latency(Ok(&r), Some(100.0));
         assert_eq!((v.met, v.gap.as_str()), (Some(false), "produce p99.9 30.0 ms, 3.0× the bound"));
+        // The client's share of the latency is stated beside it.
+        assert!(
+            v.measured.contains("the client's own send lag p99 12.00 ms")
+                && v.measured
+                    .contains("waiting for a CPU: node 1.5 s (running 2.0 CPU-s), client 4.0 s"),
+            "{}",
+            v.measured
+        );
         // 5: no node reads in the windows.
         assert_eq!(tail_disk_reads(Ok(&r)).met, Some(true));
         // 6: 0.1 MB/s read back, no node reads: flagged as not cold.

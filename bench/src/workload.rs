@@ -24,7 +24,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::admin::Admin;
 use crate::procstat::{self, ProcSample};
-use crate::recorder::{Recorder, Shard, Totals, WindowStats};
+use crate::recorder::{Percentiles, Recorder, Shard, Totals, WindowStats};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
@@ -158,10 +158,35 @@ pub struct PhaseSummary {
     /// CPU seconds this harness (the clients) used during the phase: when it
     /// nears the machine's cores, the client, not the broker, is the limit.
     pub client_cpu_s: f64,
+    /// Seconds this harness's threads waited for a CPU during the phase.
+    pub client_cpu_wait_s: f64,
+    /// Open loop only: how late the producers handed records to the client
+    /// against their schedule (intended send time → `send`). Produce latency
+    /// is measured from the intended time, so it includes this.
+    pub send_lag: Option<Percentiles>,
 }
 
-fn own_cpu_s() -> f64 {
-    procstat::sample(std::process::id()).map_or(0.0, |s| s.cpu_s)
+/// Where the produce phase's CPU went, and how long threads waited for one.
+fn cpu_note(
+    name: &str,
+    secs: f64,
+    node: Option<&ProcSample>,
+    client_cpu_s: f64,
+    client_wait_s: f64,
+) -> String {
+    let node = node.map_or("node not sampled".to_string(), |n| {
+        format!("node {:.1} CPU-s, waited {:.1} s", n.cpu_s, n.cpu_wait_s)
+    });
+    format!(
+        "{name}: produce phase ({secs:.1} s): {node}; client {client_cpu_s:.1} CPU-s, waited \
+         {client_wait_s:.1} s (waited: seconds its runnable threads spent waiting for a CPU; a \
+         wait comparable to the CPU-s means the machine's cores, not the process, set the pace)"
+    )
+}
+
+/// This harness's (CPU seconds, seconds waiting for a CPU) so far.
+fn own_cpu() -> (f64, f64) {
+    procstat::sample(std::process::id()).map_or((0.0, 0.0), |s| (s.cpu_s, s.cpu_wait_s))
 }
 
 #[derive(Clone, Debug)]
@@ -270,6 +295,8 @@ struct ProducerJob {
     stop: Arc<AtomicBool>,
     done: Arc<AtomicUsize>,
     shard: Arc<Shard>,
+    /// Open loop: where the lag behind the schedule is recorded.
+    lag: Option<Arc<Shard>>,
     seed: u64,
 }
 
@@ -296,6 +323,10 @@ impl ProducerJob {
                 }
                 None => Instant::now(),
             };
+            if let Some(lag) = &self.lag {
+                let late = Instant::now().saturating_duration_since(intended);
+                lag.record(0, Some(late.as_micros() as u64));
+            }
             let ns = intended.saturating_duration_since(self.base).as_nanos() as u64;
             if stamp {
                 buf[..8].copy_from_slice(&ns.to_le_bytes());
@@ -500,12 +531,13 @@ pub fn run_target(target: &Target, o: &RunOpts, mp: &MultiProgress) -> Result<Ta
 
     // Produce phase.
     let mut produce_rec = Recorder::new();
+    let mut lag_rec = Recorder::new();
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
     let budget = Arc::new(AtomicI64::new(o.stored_bytes.min(i64::MAX as u64) as i64));
     let phase_start = Instant::now();
     let node_start = pid.and_then(procstat::sample);
-    let client_start = own_cpu_s();
+    let client_start = own_cpu();
     // Windows start with the phase (not with the consumers' warm-up).
     sampler.last_tick = phase_start;
     sampler.node_last = node_start;
@@ -527,6 +559,7 @@ pub fn run_target(target: &Target, o: &RunOpts, mp: &MultiProgress) -> Result<Ta
             stop: stop.clone(),
             done: done.clone(),
             shard,
+            lag: p.rate.is_some().then(|| lag_rec.shard()),
             seed: 0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1),
         };
         threads.push(
@@ -570,7 +603,9 @@ pub fn run_target(target: &Target, o: &RunOpts, mp: &MultiProgress) -> Result<Ta
     }
     let secs = phase_start.elapsed().as_secs_f64();
     let node_end = pid.and_then(procstat::sample);
-    let client_cpu_s = own_cpu_s() - client_start;
+    let client_end = own_cpu();
+    let (client_cpu_s, client_cpu_wait_s) =
+        (client_end.0 - client_start.0, client_end.1 - client_start.1);
     if tailing {
         // Let consumers catch up with what was acknowledged, then stop them.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -591,12 +626,31 @@ pub fn run_target(target: &Target, o: &RunOpts, mp: &MultiProgress) -> Result<Ta
     }
     pb.finish();
     let node = node_start.zip(node_end).map(|(s, e)| e.since(&s));
+    let send_lag = p.rate.is_some().then(|| {
+        lag_rec.drain();
+        lag_rec.totals().latency
+    });
+    notes.push(cpu_note(&target.name, secs, node.as_ref(), client_cpu_s, client_cpu_wait_s));
+    if let Some(lag) = &send_lag {
+        let ms = |us: u64| us as f64 / 1000.0;
+        notes.push(format!(
+            "{}: open loop: the producers handed records to the client {:.2} ms (p50), {:.2} ms \
+             (p99), {:.2} ms (max) after their intended send time; produce latency includes \
+             this lag of the client itself",
+            target.name,
+            ms(lag.p50_us),
+            ms(lag.p99_us),
+            ms(lag.max_us)
+        ));
+    }
     phases.push(PhaseSummary {
         phase: Phase::Produce,
         secs,
         totals: produce_rec.totals(),
         node,
         client_cpu_s,
+        client_cpu_wait_s,
+        send_lag,
     });
     if tailing {
         // The node's counters cover both; they are reported once, on the produce line.
@@ -606,6 +660,8 @@ pub fn run_target(target: &Target, o: &RunOpts, mp: &MultiProgress) -> Result<Ta
             totals: consume_rec.totals(),
             node: None,
             client_cpu_s: 0.0,
+            client_cpu_wait_s: 0.0,
+            send_lag: None,
         });
     }
 
@@ -715,7 +771,7 @@ fn consume_backlog(
     let stop = Arc::new(AtomicBool::new(false));
     let phase_start = Instant::now();
     let node_start = sampler.pid.and_then(procstat::sample);
-    let client_start = own_cpu_s();
+    let client_start = own_cpu();
     let threads = start_consumers(target, o, Offset::Beginning, base, &stop, &mut rec)?;
     let pb = bar(mp, format!("{} backlog", target.name), want_records * p.record_size as u64);
     let mut got = 0u64;
@@ -750,6 +806,8 @@ fn consume_backlog(
         secs: phase_start.elapsed().as_secs_f64(),
         totals: rec.totals(),
         node: node_start.zip(node_end).map(|(s, e)| e.since(&s)),
-        client_cpu_s: own_cpu_s() - client_start,
+        client_cpu_s: own_cpu().0 - client_start.0,
+        client_cpu_wait_s: own_cpu().1 - client_start.1,
+        send_lag: None,
     })
 }

@@ -186,3 +186,64 @@ fn max_message_bytes_and_acks_zero() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Responses go back in request order, but an answered request is sent at
+/// once: its acknowledgement does not wait in the connection's buffer for a
+/// later pipelined request (here a fetch parked in its long poll).
+#[test]
+fn an_acknowledgement_is_not_held_behind_a_later_long_poll() {
+    let dev = WeirDev::start();
+    let mut c = Client::connect(&dev);
+    c.create_topic("pipelined", &[]);
+    assert_eq!(c.produce("pipelined", 1, build::simple(1, 100, 0)), (0, 0));
+    let long_poll_ms = 4000;
+    let fetch = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(long_poll_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            fetch_request::FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("pipelined")))
+                .with_partitions(vec![
+                    fetch_request::FetchPartition::default()
+                        .with_partition(0)
+                        // Past the next produce's batch: nothing arrives for it.
+                        .with_fetch_offset(2)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    // Both frames in one write, so the node reads the fetch before the
+    // produce is durable.
+    let produce = c.correlation + 1;
+    let mut frames = weir_tests::raw::frame(
+        ApiKey::Produce,
+        9,
+        produce,
+        &RequestKind::Produce(produce_request("pipelined", 1, build::simple(1, 100, 0))),
+    );
+    frames.extend(weir_tests::raw::frame(
+        ApiKey::Fetch,
+        12,
+        produce + 1,
+        &RequestKind::Fetch(fetch),
+    ));
+    c.correlation = produce + 1;
+    let sent = std::time::Instant::now();
+    std::io::Write::write_all(&mut c.stream, &frames).unwrap();
+    let (correlation, resp) = c.recv(ApiKey::Produce, 9);
+    let acked_after = sent.elapsed();
+    assert_eq!(correlation, produce);
+    let ResponseKind::Produce(r) = resp else { panic!() };
+    assert_eq!(r.responses[0].partition_responses[0].base_offset, 1);
+    assert!(
+        acked_after < Duration::from_millis(long_poll_ms as u64 / 2),
+        "the acknowledgement took {acked_after:?}: held back until the fetch behind it answered"
+    );
+    // The fetch still answers, in order, when its wait is over.
+    let (correlation, resp) = c.recv(ApiKey::Fetch, 12);
+    assert_eq!(correlation, produce + 1);
+    let ResponseKind::Fetch(f) = resp else { panic!() };
+    assert_eq!(f.responses[0].partitions[0].error_code, 0);
+    assert!(sent.elapsed() >= Duration::from_millis(long_poll_ms as u64 - 500));
+}

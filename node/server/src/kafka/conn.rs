@@ -18,7 +18,6 @@ use glommio::task::JoinHandle;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable};
-use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -243,6 +242,91 @@ impl ByteBufMut for GatherBuf {
     }
 }
 
+/// Replies written into the buffer before one flush, at most: their clocks
+/// wait for that flush.
+const REPLIES_PER_FLUSH_MAX: usize = 64;
+
+/// Writes the replies in request order. Replies that are already there when
+/// the writer gets to them share one buffer and one syscall; the buffer is
+/// sent before the writer waits for anything (the next request or its
+/// reply), so an answered request never waits for a later one, e.g. a
+/// produce acknowledgement for the next request's fsync or a heartbeat for a
+/// fetch's long poll.
+async fn write_replies<W>(
+    rx: local_channel::LocalReceiver<(JoinHandle<Reply>, Option<Rc<RequestClock>>)>,
+    mut out: BufWriter<W>,
+) where
+    W: futures_lite::io::AsyncWrite + Unpin,
+{
+    use futures::FutureExt;
+    // Written into `out` but not yet flushed: (clock, when writing began).
+    let mut unsent: Vec<(Rc<RequestClock>, Instant)> = Vec::new();
+    async fn flush<W: futures_lite::io::AsyncWrite + Unpin>(
+        out: &mut BufWriter<W>,
+        unsent: &mut Vec<(Rc<RequestClock>, Instant)>,
+    ) -> bool {
+        if out.flush().await.is_err() {
+            return false;
+        }
+        let sent = Instant::now();
+        for (clock, send_started) in unsent.drain(..) {
+            clock.record(send_started, sent);
+        }
+        true
+    }
+    loop {
+        let next = match rx.recv().now_or_never() {
+            Some(next) => next,
+            None => {
+                if !flush(&mut out, &mut unsent).await {
+                    return;
+                }
+                rx.recv().await
+            }
+        };
+        let Some((mut task, clock)) = next else { break };
+        let reply = match (&mut task).now_or_never() {
+            Some(reply) => reply,
+            None => {
+                if !flush(&mut out, &mut unsent).await {
+                    return;
+                }
+                task.await
+            }
+        };
+        let send_started = Instant::now();
+        let written = match reply {
+            Some(Reply::Frame(frame)) => out.write_all(&frame).await.is_ok(),
+            // Large pieces bypass the 64 KiB write buffer: sent from the
+            // batch cache's or the cold read's memory.
+            Some(Reply::Gathered(pieces)) => {
+                let mut ok = true;
+                for piece in &pieces {
+                    if out.write_all(piece).await.is_err() {
+                        ok = false;
+                        break;
+                    }
+                }
+                ok
+            }
+            Some(Reply::Nothing) => true,
+            Some(Reply::Close) | None => break,
+        };
+        if !written {
+            return;
+        }
+        if let Some(clock) = clock {
+            unsent.push((clock, send_started));
+        }
+        if unsent.len() >= REPLIES_PER_FLUSH_MAX && !flush(&mut out, &mut unsent).await {
+            return;
+        }
+    }
+    if flush(&mut out, &mut unsent).await {
+        let _ = out.close().await;
+    }
+}
+
 /// Serves one connection until the client closes it or breaks the protocol.
 pub async fn serve(stream: TcpStream, shard: Rc<Shard>) {
     crate::metrics::with(|m| m.connections_opened += 1);
@@ -255,51 +339,11 @@ async fn serve_inner(stream: TcpStream, shard: Rc<Shard>) {
     let peer = stream.peer_addr().ok();
     let (read_half, write_half) = futures_lite::io::split(stream);
     let mut reader = BufReader::with_capacity(64 << 10, read_half);
-    let mut write_half = BufWriter::with_capacity(64 << 10, write_half);
+    let write_half = BufWriter::with_capacity(64 << 10, write_half);
     let (tx, rx) = local_channel::new_bounded::<(JoinHandle<Reply>, Option<Rc<RequestClock>>)>(
         shard.limits.connection_inflight_requests_max,
     );
-    // Requests read but not yet answered: the writer flushes its buffer only
-    // when none is left, so pipelined small responses share a syscall.
-    let queued = Rc::new(Cell::new(0usize));
-    let writer_queued = queued.clone();
-    let writer = glommio::spawn_local(async move {
-        while let Some((task, clock)) = rx.recv().await {
-            let reply = task.await;
-            let send_started = Instant::now();
-            writer_queued.set(writer_queued.get() - 1);
-            match reply {
-                Some(Reply::Frame(frame)) => {
-                    if write_half.write_all(&frame).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Reply::Gathered(pieces)) => {
-                    // Large pieces bypass the 64 KiB write buffer: sent from
-                    // the batch cache's or the cold read's memory.
-                    let mut failed = false;
-                    for piece in &pieces {
-                        if write_half.write_all(piece).await.is_err() {
-                            failed = true;
-                            break;
-                        }
-                    }
-                    if failed {
-                        break;
-                    }
-                }
-                Some(Reply::Nothing) => {}
-                Some(Reply::Close) | None => break,
-            }
-            if writer_queued.get() == 0 && write_half.flush().await.is_err() {
-                break;
-            }
-            if let Some(clock) = clock {
-                clock.record(send_started, Instant::now());
-            }
-        }
-        let _ = write_half.close().await;
-    });
+    let writer = glommio::spawn_local(write_replies(rx, write_half));
     let max = shard.limits.request_frame_bytes_max;
     loop {
         let mut size_buf = [0u8; 4];
@@ -336,7 +380,6 @@ async fn serve_inner(stream: TcpStream, shard: Rc<Shard>) {
                 break;
             }
         };
-        queued.set(queued.get() + 1);
         if tx.send(task).await.is_err() {
             break;
         }
