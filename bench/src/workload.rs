@@ -167,26 +167,21 @@ pub struct PhaseSummary {
 }
 
 /// Where the produce phase's CPU went, and how long threads waited for one.
-fn cpu_note(
-    name: &str,
-    secs: f64,
-    node: Option<&ProcSample>,
-    client_cpu_s: f64,
-    client_wait_s: f64,
-) -> String {
+fn cpu_note(name: &str, secs: f64, node: Option<&ProcSample>, client: &ProcSample) -> String {
     let node = node.map_or("node not sampled".to_string(), |n| {
         format!("node {:.1} CPU-s, waited {:.1} s", n.cpu_s, n.cpu_wait_s)
     });
     format!(
-        "{name}: produce phase ({secs:.1} s): {node}; client {client_cpu_s:.1} CPU-s, waited \
-         {client_wait_s:.1} s (waited: seconds its runnable threads spent waiting for a CPU; a \
-         wait comparable to the CPU-s means the machine's cores, not the process, set the pace)"
+        "{name}: produce phase ({secs:.1} s): {node}; client {:.1} CPU-s, waited {:.1} s \
+         (waited: seconds its runnable threads spent waiting for a CPU; a wait comparable to the \
+         CPU-s means the machine's cores, not the process, set the pace)",
+        client.cpu_s, client.cpu_wait_s
     )
 }
 
-/// This harness's (CPU seconds, seconds waiting for a CPU) so far.
-fn own_cpu() -> (f64, f64) {
-    procstat::sample(std::process::id()).map_or((0.0, 0.0), |s| (s.cpu_s, s.cpu_wait_s))
+/// This harness's own counters so far (CPU seconds, waits for a CPU).
+fn own_sample() -> ProcSample {
+    procstat::sample(std::process::id()).unwrap_or_default()
 }
 
 #[derive(Clone, Debug)]
@@ -537,7 +532,7 @@ pub fn run_target(target: &Target, o: &RunOpts, mp: &MultiProgress) -> Result<Ta
     let budget = Arc::new(AtomicI64::new(o.stored_bytes.min(i64::MAX as u64) as i64));
     let phase_start = Instant::now();
     let node_start = pid.and_then(procstat::sample);
-    let client_start = own_cpu();
+    let client_start = own_sample();
     // Windows start with the phase (not with the consumers' warm-up).
     sampler.last_tick = phase_start;
     sampler.node_last = node_start;
@@ -603,9 +598,7 @@ pub fn run_target(target: &Target, o: &RunOpts, mp: &MultiProgress) -> Result<Ta
     }
     let secs = phase_start.elapsed().as_secs_f64();
     let node_end = pid.and_then(procstat::sample);
-    let client_end = own_cpu();
-    let (client_cpu_s, client_cpu_wait_s) =
-        (client_end.0 - client_start.0, client_end.1 - client_start.1);
+    let client = own_sample().since(&client_start);
     if tailing {
         // Let consumers catch up with what was acknowledged, then stop them.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -630,7 +623,7 @@ pub fn run_target(target: &Target, o: &RunOpts, mp: &MultiProgress) -> Result<Ta
         lag_rec.drain();
         lag_rec.totals().latency
     });
-    notes.push(cpu_note(&target.name, secs, node.as_ref(), client_cpu_s, client_cpu_wait_s));
+    notes.push(cpu_note(&target.name, secs, node.as_ref(), &client));
     if let Some(lag) = &send_lag {
         let ms = |us: u64| us as f64 / 1000.0;
         notes.push(format!(
@@ -648,8 +641,8 @@ pub fn run_target(target: &Target, o: &RunOpts, mp: &MultiProgress) -> Result<Ta
         secs,
         totals: produce_rec.totals(),
         node,
-        client_cpu_s,
-        client_cpu_wait_s,
+        client_cpu_s: client.cpu_s,
+        client_cpu_wait_s: client.cpu_wait_s,
         send_lag,
     });
     if tailing {
@@ -771,7 +764,7 @@ fn consume_backlog(
     let stop = Arc::new(AtomicBool::new(false));
     let phase_start = Instant::now();
     let node_start = sampler.pid.and_then(procstat::sample);
-    let client_start = own_cpu();
+    let client_start = own_sample();
     let threads = start_consumers(target, o, Offset::Beginning, base, &stop, &mut rec)?;
     let pb = bar(mp, format!("{} backlog", target.name), want_records * p.record_size as u64);
     let mut got = 0u64;
@@ -801,13 +794,14 @@ fn consume_backlog(
     sampler.tick(&mut [(Phase::Consume, &mut rec)]);
     pb.finish();
     let node_end = sampler.pid.and_then(procstat::sample);
+    let client = own_sample().since(&client_start);
     Ok(PhaseSummary {
         phase: Phase::Consume,
         secs: phase_start.elapsed().as_secs_f64(),
         totals: rec.totals(),
         node: node_start.zip(node_end).map(|(s, e)| e.since(&s)),
-        client_cpu_s: own_cpu().0 - client_start.0,
-        client_cpu_wait_s: own_cpu().1 - client_start.1,
+        client_cpu_s: client.cpu_s,
+        client_cpu_wait_s: client.cpu_wait_s,
         send_lag: None,
     })
 }
