@@ -37,6 +37,11 @@ pub struct Limits {
     /// `segment_preallocate_bytes_max` as the segment grows.
     pub segment_preallocate_bytes_min: u64,
     pub segment_preallocate_bytes_max: u64,
+    /// Files of deleted segments a partition keeps to reuse as its next
+    /// segments (written blocks: appends overwrite instead of allocating).
+    /// Costs up to this many segments of disk per partition beyond
+    /// `retention.bytes`; none are kept while the disk is short of space.
+    pub segment_spares_per_partition_max: usize,
     /// Bytes of recently appended batches each shard keeps in memory to serve
     /// caught-up consumers without disk reads.
     pub batch_cache_bytes_per_shard: usize,
@@ -69,6 +74,7 @@ impl Limits {
             write_behind_ms_max: config.write_behind_ms,
             segment_preallocate_bytes_min: 1 << 20,
             segment_preallocate_bytes_max: 32 << 20,
+            segment_spares_per_partition_max: 2,
             batch_cache_bytes_per_shard: config.batch_cache_bytes_per_shard,
             read_ahead_bytes_per_shard: 64 << 20,
             fetch_read_bytes_max: 8 << 20,

@@ -187,6 +187,11 @@ pub struct ShardMetrics {
     pub log_read_bytes: u64,
     /// Fetch bytes answered from read-aheads (a subset of what was read).
     pub read_ahead_served_bytes: u64,
+    /// Segment files created, and deleted ones reused as new segments.
+    pub segments_created: u64,
+    pub segments_recycled: u64,
+    /// Duration of segment rolls (seal the old segment, start the next).
+    pub roll_latency: Histogram,
     /// ISR changes this node (as leader) had accepted by the controller.
     pub isr_shrinks: u64,
     pub isr_expands: u64,
@@ -212,6 +217,9 @@ impl ShardMetrics {
         self.flushes += other.flushes;
         self.log_read_bytes += other.log_read_bytes;
         self.read_ahead_served_bytes += other.read_ahead_served_bytes;
+        self.segments_created += other.segments_created;
+        self.segments_recycled += other.segments_recycled;
+        self.roll_latency.merge(&other.roll_latency);
         self.isr_shrinks += other.isr_shrinks;
         self.isr_expands += other.isr_expands;
         self.replication_bytes_out += other.replication_bytes_out;
@@ -428,6 +436,20 @@ pub fn render(
         "Fetch bytes answered from data read ahead of a cold sequential reader (read while the previous answer travelled).",
     )
     .sample(&[], all.read_ahead_served_bytes as f64);
+    e.counter(
+        "weir_log_segments_created_total",
+        "Segment files started, by how: \"new\" (created) or \"recycled\" (a file retention deleted, renamed; its blocks are written already).",
+    )
+    .sample(&[("how", "new")], all.segments_created as f64)
+    .sample(&[("how", "recycled")], all.segments_recycled as f64);
+    add_histogram(
+        &mut e.histogram(
+            "weir_log_roll_duration_seconds",
+            "Duration of one segment roll (the old segment sealed and synced, the next started), during which its partition's appends wait.",
+        ),
+        &[],
+        &all.roll_latency,
+    );
     e.counter(
         "weir_log_flushes_total",
         "O_DIRECT write (and fdatasync, per durability mode) cycles of partition logs (LogFlushRateAndTimeMs).",

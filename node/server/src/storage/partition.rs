@@ -12,6 +12,8 @@
 //! 00000000000000000000.index      sparse offset index (sealed segments; rebuilt if invalid)
 //! 00000000000000000000.timeindex  time index (sealed segments; rebuilt if invalid)
 //! 00000000000000001234.snapshot   producer state as of offset 1234 (taken at each roll)
+//! 00000000000000000000.spare      a deleted segment's file kept to become the next segment
+//!                                 (removed at start-up; see "Recycled segments" below)
 //! partition.meta                  "topic_id=<uuid>\n"
 //! log-start-offset                "<offset>\n" (DeleteRecords / retention checkpoint)
 //! leader-epoch-checkpoint         "0\n<count>\n" then "<epoch> <start offset>\n" per entry
@@ -32,6 +34,24 @@
 //! one `fdatasync` for all of it ("group commit"). A failed write or fsync
 //! marks the partition failed: it stops accepting appends (fail-stop) rather
 //! than risk acknowledging data that is not on the device.
+//!
+//! Recycled segments: a segment file that retention deletes is renamed to
+//! `<base>.spare` (at most `Limits::segment_spares_per_partition_max` per
+//! partition) and the next roll renames it to the new segment's name instead
+//! of creating a file. Its blocks are allocated and written, so O_DIRECT
+//! writes into it are plain overwrites: no unwritten-extent conversion at
+//! each write's completion and no extent-tree update for `fdatasync` to
+//! write, no block or inode allocation at the roll (measured with fio on
+//! this disk: 64 KiB writes each followed by `fdatasync` ran 1.7-2x faster
+//! into a written file than into a `fallocate`d one). Past the new data the
+//! file holds the old segment's batches, which nothing may read as this
+//! segment's: reads stop at the log's positions and high watermark, a seal
+//! cuts the file after its last block, and recovery stops at the first
+//! batch below the segment's base offset (every spare's batches are: they
+//! were below the log start when deleted, and a truncation or reset, which
+//! could lower offsets again, first unlinks the spares). A file some reader
+//! still holds (an in-flight read or read-ahead) is unlinked, not recycled,
+//! so no read of the old segment can see new data.
 
 use super::cache::{CachedBatch, PartitionCache, ShardCache};
 use super::read_ahead::{self, ReadAheads};
@@ -195,6 +215,9 @@ pub struct Partition {
     hw_written: Cell<Offset>,
     /// Notified on every append (wakes followers' long-poll fetches here).
     pub appended: Event,
+    /// Files of deleted segments waiting to become new segments (see the
+    /// module docs), oldest first; at most `segment_spares_per_partition_max`.
+    spares: RefCell<Vec<PathBuf>>,
     /// Set while a fetched answer is being written: the core's next fetch
     /// (already queued) must not leave before the write is persisted, so a
     /// leader only ever counts persisted follower offsets.
@@ -262,13 +285,17 @@ impl Partition {
             }
             Err(_) => write_atomic(&meta_path, format!("topic_id={topic_id}\n").as_bytes())?,
         }
-        let mut bases: Vec<Offset> = std::fs::read_dir(&dir)
-            .map_err(io_err)?
-            .filter_map(|e| {
-                let name = e.ok()?.file_name().into_string().ok()?;
-                name.strip_suffix(".log")?.parse::<i64>().ok().map(Offset)
-            })
-            .collect();
+        let mut bases: Vec<Offset> = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io_err)? {
+            let Ok(name) = entry.map_err(io_err)?.file_name().into_string() else { continue };
+            if let Some(base) = name.strip_suffix(".log").and_then(|b| b.parse::<i64>().ok()) {
+                bases.push(Offset(base));
+            } else if name.ends_with(".spare") {
+                // Spares are not trusted across a restart (a reset may have
+                // been under way): they go, and the pool starts empty.
+                std::fs::remove_file(dir.join(&name)).map_err(io_err)?;
+            }
+        }
         bases.sort();
         let max_batch = settings.max_message_bytes.max(1 << 20) + 4096;
         let interval = settings.log.index_interval_bytes;
@@ -432,6 +459,7 @@ impl Partition {
             epochs_written: RefCell::new(epochs_written),
             hw_written: Cell::new(Offset::NONE),
             appended: Event::new(),
+            spares: RefCell::new(Vec::new()),
             follower_writing: Cell::new(false),
         }))
     }
@@ -707,6 +735,7 @@ impl Partition {
     /// Seals the active segment (everything written, cut after its last block, synced,
     /// indexes and producer snapshot written) and starts a new one.
     async fn roll(&self, new_base: Offset) -> Result<(), PartitionError> {
+        let started = std::time::Instant::now();
         let _flush = self.flush_lock.acquire_permit(1).await.map_err(io_err)?;
         let old_base;
         {
@@ -716,7 +745,7 @@ impl Partition {
         // Take the writer out while sealing so no flush can touch it.
         let mut writer = {
             let path = segment_path(&self.dir, new_base, "log");
-            let w = self.create_segment(&path).await?;
+            let w = self.next_segment(&path).await?;
             let mut w = w;
             let mut st = self.state.borrow_mut();
             w.set_preallocate_limit(st.settings.log.segment_bytes);
@@ -755,6 +784,7 @@ impl Partition {
         .detach();
         // Everything of the sealed segment is durable now.
         self.persisted_to(new_base);
+        crate::metrics::with(|m| m.roll_latency.observe(started.elapsed().as_secs_f64()));
         Ok(())
     }
 
@@ -1088,16 +1118,29 @@ impl Partition {
         if bases.is_empty() {
             return Ok(0);
         }
-        let start = {
+        let (start, recycle) = {
             let mut st = self.state.borrow_mut();
             st.log.segments_deleted(&bases);
-            for b in &bases {
-                st.files.remove(b);
+            // The newest deleted files that nothing else holds become spares
+            // while the pool has room and the disk is not short of space.
+            let room = if self.space.is_blocked() {
+                0
+            } else {
+                self.limits
+                    .segment_spares_per_partition_max
+                    .saturating_sub(self.spares.borrow().len())
+            };
+            let mut recycle = Vec::new();
+            for b in bases.iter().rev() {
+                let file = st.files.remove(b);
+                if recycle.len() < room && file.is_some_and(|f| Rc::strong_count(&f) == 1) {
+                    recycle.push(*b);
+                }
             }
-            st.log.log_start_offset()
+            (st.log.log_start_offset(), recycle)
         };
         self.checkpoint_log_start(start, false).await?;
-        self.remove_segment_files(bases.clone()).await;
+        self.retire_segment_files(bases.clone(), recycle).await;
         tracing::info!(partition = %self.tp, segments = bases.len(), log_start = start.0, "deleted segments");
         Ok(bases.len())
     }
@@ -1186,14 +1229,35 @@ impl Partition {
             return;
         }
         let dir = self.dir.clone();
-        crate::rt::off_shard(move || {
-            for base in bases {
-                for ext in ["log", "index", "timeindex", "snapshot"] {
-                    let _ = std::fs::remove_file(segment_path(&dir, base, ext));
+        crate::rt::off_shard(move || unlink_segments(&dir, &bases, &[])).await
+    }
+
+    /// Retention's deletion of segments `bases` (already out of the log):
+    /// the logs of `recycle` (no reader holds them) become spares, the rest
+    /// is unlinked without waiting (the caller holds the append lock, and
+    /// freeing a segment's blocks takes milliseconds). Their names are below
+    /// the log start, so no new segment can be created under one before the
+    /// unlinks ran: a reset, the only way back below, waits for a later job
+    /// of the same (first-in, first-out) blocking thread.
+    async fn retire_segment_files(&self, bases: Vec<Offset>, recycle: Vec<Offset>) {
+        let dir = self.dir.clone();
+        if !recycle.is_empty() {
+            let (dir, recycle) = (dir.clone(), recycle.clone());
+            let spares = crate::rt::off_shard(move || {
+                let mut spares = Vec::new();
+                for base in recycle {
+                    let spare = segment_path(&dir, base, "spare");
+                    if std::fs::rename(segment_path(&dir, base, "log"), &spare).is_ok() {
+                        spares.push(spare);
+                    }
                 }
-            }
-        })
-        .await
+                spares
+            })
+            .await;
+            self.spares.borrow_mut().extend(spares);
+        }
+        glommio::spawn_local(crate::rt::off_shard(move || unlink_segments(&dir, &bases, &recycle)))
+            .detach();
     }
 
     /// Records the log start offset (read back at start-up). Durable for
@@ -1209,16 +1273,63 @@ impl Partition {
         write_file_off_shard(path, text, durable).await
     }
 
+    /// The file of the segment that starts at `path`: a spare renamed (see
+    /// the module docs), else a new file. The rename runs on the shard: one
+    /// directory entry in a directory the shard just used, where the
+    /// blocking thread may be queued behind long unlinks.
+    async fn next_segment(&self, path: &Path) -> Result<SegmentWriter, PartitionError> {
+        let spare = self.spares.borrow_mut().pop();
+        if let Some(spare) = spare {
+            match std::fs::rename(&spare, path) {
+                Ok(()) => {
+                    let w = SegmentWriter::open(
+                        path,
+                        0,
+                        self.limits.write_chunk_bytes,
+                        self.limits.segment_preallocate_bytes_min,
+                        self.limits.segment_preallocate_bytes_max,
+                    )
+                    .await
+                    .map_err(|e| self.fail(format!("reusing {}: {e}", path.display())))?;
+                    crate::metrics::with(|m| m.segments_recycled += 1);
+                    return Ok(w);
+                }
+                Err(e) => {
+                    tracing::warn!(partition = %self.tp, "recycling {}: {e}", spare.display());
+                    let _ = std::fs::remove_file(&spare);
+                }
+            }
+        }
+        self.create_segment(path).await
+    }
+
+    /// Unlinks the spares (before a truncation or reset: offsets may go
+    /// below theirs again, and recovery would take their batches for new).
+    async fn discard_spares(&self) {
+        let spares = std::mem::take(&mut *self.spares.borrow_mut());
+        if spares.is_empty() {
+            return;
+        }
+        crate::rt::off_shard(move || {
+            for path in spares {
+                let _ = std::fs::remove_file(path);
+            }
+        })
+        .await
+    }
+
     /// A new, empty segment file to append to; a failure stops the partition.
     async fn create_segment(&self, path: &Path) -> Result<SegmentWriter, PartitionError> {
-        SegmentWriter::create(
+        let w = SegmentWriter::create(
             path,
             self.limits.write_chunk_bytes,
             self.limits.segment_preallocate_bytes_min,
             self.limits.segment_preallocate_bytes_max,
         )
         .await
-        .map_err(|e| self.fail(format!("creating segment {}: {e}", path.display())))
+        .map_err(|e| self.fail(format!("creating segment {}: {e}", path.display())))?;
+        crate::metrics::with(|m| m.segments_created += 1);
+        Ok(w)
     }
 
     // ── replication ─────────────────────────────────────────────────────
@@ -1368,6 +1479,7 @@ impl Partition {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        self.discard_spares().await;
         let located = self.state.borrow().log.locate(offset);
         let cut = match located {
             weir_node_core::log::Locate::Segment { base_offset, start_position, end_position }
@@ -1466,6 +1578,7 @@ impl Partition {
 
     /// Drops the whole log and restarts it empty at `offset`.
     async fn reset_locked(&self, offset: Offset, now_ms: i64) -> Result<(), PartitionError> {
+        self.discard_spares().await;
         let path = segment_path(&self.dir, offset, "log");
         let removed = self.state.borrow_mut().log.reset_to(offset, now_ms);
         self.state.borrow_mut().files.clear();
@@ -1561,6 +1674,10 @@ impl Partition {
         self.cache.borrow_mut().clear();
         drop(self.ahead.borrow_mut().take());
         self.state.borrow_mut().files.clear();
+        // Unlinks and index writes queued without waiting (retention, rolls)
+        // run first: queued later, they could touch the folder of a topic
+        // created again under the same name.
+        crate::rt::off_shard(|| ()).await;
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             tracing::warn!(partition = %self.tp, "removing {}: {e}", self.dir.display());
         }
@@ -1800,6 +1917,19 @@ async fn write_file_off_shard(
 }
 
 /// Removes the producer snapshots taken before `keep_from`.
+/// Unlinks the files of segments `bases`, except the logs of `recycled`
+/// (renamed to spares).
+fn unlink_segments(dir: &Path, bases: &[Offset], recycled: &[Offset]) {
+    for base in bases {
+        for ext in ["log", "index", "timeindex", "snapshot"] {
+            if ext == "log" && recycled.contains(base) {
+                continue;
+            }
+            let _ = std::fs::remove_file(segment_path(dir, *base, ext));
+        }
+    }
+}
+
 fn remove_old_snapshots(dir: &Path, keep_from: Offset) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
