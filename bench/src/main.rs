@@ -281,9 +281,10 @@ fn run_disk(dopts: &DiskOpts, out: &Path, stem: &str) -> Result<(Vec<DiskResult>
     let files = plot::disk_chart(out, stem, &res)?;
     for r in &res {
         println!(
-            "disk {} KiB: write {:.1} MB/s ({} writes per fdatasync), read {:.1} MB/s{}",
+            "disk {} KiB: write {:.1} MB/s overwriting, {:.1} MB/s into a new file ({} writes per fdatasync), read {:.1} MB/s{}",
             r.block_size >> 10,
             r.write_mb_s,
+            r.write_fresh_mb_s,
             r.writes_per_sync,
             r.read_mb_s,
             if r.direct { "" } else { " (no O_DIRECT: page cache)" }

@@ -261,9 +261,14 @@ pub fn disk_chart(dir: &Path, stem: &str, results: &[DiskResult]) -> Result<Vec<
             log_y: false,
             series: vec![
                 Series {
-                    label: "write + fdatasync per group".into(),
+                    label: "write + fdatasync per group, overwriting".into(),
                     points: results.iter().map(|r| (kib(r), r.write_mb_s)).collect(),
                     dashed: false,
+                },
+                Series {
+                    label: "write + fdatasync per group, new file".into(),
+                    points: results.iter().map(|r| (kib(r), r.write_fresh_mb_s)).collect(),
+                    dashed: true,
                 },
                 Series {
                     label: "read".into(),

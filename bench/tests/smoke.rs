@@ -126,6 +126,7 @@ fn produce_e2e_and_disk_runs_write_their_reports() {
             "bytes",
             "writes_per_fdatasync",
             "write_mb_s",
+            "write_fresh_mb_s",
             "read_mb_s",
             "o_direct",
         ],
@@ -187,6 +188,7 @@ fn produce_e2e_and_disk_runs_write_their_reports() {
                 "bytes",
                 "writes_per_fdatasync",
                 "write_mb_s",
+                "write_fresh_mb_s",
                 "read_mb_s",
                 "o_direct"
             ],
