@@ -4,34 +4,14 @@
 //! and a reader that jumps elsewhere is not served the read-ahead.
 
 use bytes::Bytes;
-use std::rc::Rc;
 use weir_node::rt::{dma_probe, run_local};
-use weir_node::storage::partition::Partition;
 use weir_node::storage::read_ahead::ReadAheads;
 use weir_proto::batch::{BatchIter, build};
 use weir_proto::{Offset, TopicPartition};
 
 mod common;
 
-use common::T0;
-
-/// Reads from `from` to the end in steps of at most `max_bytes`: the (base,
-/// last) offsets of the batches served, each checked against its CRC.
-async fn read_from(p: &Rc<Partition>, from: Offset, max_bytes: usize) -> Vec<(i64, i64)> {
-    let mut out = Vec::new();
-    let mut at = from;
-    loop {
-        let r = p.read(at, max_bytes).await.expect("read");
-        if r.records.is_empty() {
-            return out;
-        }
-        for item in BatchIter::new(&r.records) {
-            let (h, _) = item.expect("every served batch passes its CRC check");
-            out.push((h.base_offset.0, h.last_offset().0));
-            at = h.last_offset().next();
-        }
-    }
-}
+use common::{T0, read_from};
 
 fn served_from_read_ahead() -> u64 {
     weir_node::metrics::with(|m| m.read_ahead_served_bytes)

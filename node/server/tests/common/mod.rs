@@ -12,6 +12,8 @@ use weir_node::storage::read_ahead::ReadAheads;
 use weir_node::storage::space::DirSpace;
 use weir_node_core::log::LogConfig;
 use weir_node_core::replica::ReplicaConfig;
+use weir_proto::Offset;
+use weir_proto::batch::BatchIter;
 use weir_proto::{NodeId, PartitionId, TopicPartition};
 
 pub const TOPIC_ID: uuid::Uuid = uuid::Uuid::from_u128(0x1234_5678);
@@ -70,4 +72,23 @@ pub async fn lead_alone(p: &Rc<Partition>) {
         replicas: vec![NodeId(1)],
     };
     p.apply_partition_state(&state, T0).await.expect("lead");
+}
+
+/// Reads from `from` to the end in steps of at most `max_bytes`: the (base,
+/// last) offsets of the batches served, each checked against its CRC.
+#[allow(dead_code)] // not every test file uses every helper
+pub async fn read_from(p: &Rc<Partition>, from: Offset, max_bytes: usize) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    let mut at = from;
+    loop {
+        let r = p.read(at, max_bytes).await.expect("read");
+        if r.records.is_empty() {
+            return out;
+        }
+        for item in BatchIter::new(&r.records) {
+            let (h, _) = item.expect("every served batch passes its CRC check");
+            out.push((h.base_offset.0, h.last_offset().0));
+            at = h.last_offset().next();
+        }
+    }
 }
