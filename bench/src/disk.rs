@@ -107,10 +107,50 @@ pub struct DiskResult {
     /// it: what appending to a new file costs on this filesystem).
     pub write_fresh_mb_s: f64,
     pub read_mb_s: f64,
+    /// One block written and synced at a time (overwriting): the latency an
+    /// acknowledgement under acks=all with fsync cannot beat on this device.
+    pub sync_latency: SyncLatency,
     /// False when the filesystem refused O_DIRECT (tmpfs): then the numbers
     /// are the page cache's, not the device's.
     pub direct: bool,
 }
+
+/// Latency of one O_DIRECT write followed by `fdatasync`, nothing else in
+/// flight, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SyncLatency {
+    pub ops: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl SyncLatency {
+    /// Nearest-rank percentiles of `samples_us` (sorted here).
+    pub fn from_samples(mut samples_us: Vec<u64>) -> SyncLatency {
+        if samples_us.is_empty() {
+            return SyncLatency::default();
+        }
+        samples_us.sort_unstable();
+        let n = samples_us.len();
+        let at = |q: f64| {
+            let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+            samples_us[rank - 1] as f64 / 1000.0
+        };
+        SyncLatency {
+            ops: n,
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+            p999_ms: at(0.999),
+            max_ms: samples_us[n - 1] as f64 / 1000.0,
+        }
+    }
+}
+
+/// Writes in the latency probe of each block size (fewer when the file is
+/// smaller: each block is written once).
+pub const SYNC_PROBE_OPS: u64 = 1000;
 
 /// The write ceiling to compare a node against: the best block size and
 /// pass.
@@ -171,6 +211,7 @@ async fn measure_one(opts: &DiskOpts, bs: usize) -> Result<DiskResult> {
         // (what a recycled segment costs): the device's own speed.
         let fresh_s = write_pass(&file, &mut pool, blocks, bs, per_sync).await?;
         let write_s = write_pass(&file, &mut pool, blocks, bs, per_sync).await?;
+        let sync_latency = sync_probe(&file, &mut pool, blocks.min(SYNC_PROBE_OPS), bs).await?;
 
         // Reads: `read_depth` in flight, sequential.
         let t = Instant::now();
@@ -199,6 +240,7 @@ async fn measure_one(opts: &DiskOpts, bs: usize) -> Result<DiskResult> {
             write_mb_s: size as f64 / 1e6 / write_s.max(1e-9),
             write_fresh_mb_s: size as f64 / 1e6 / fresh_s.max(1e-9),
             read_mb_s: size as f64 / 1e6 / read_s.max(1e-9),
+            sync_latency,
             direct,
         })
     }
@@ -238,9 +280,40 @@ async fn write_pass(
     Ok(t.elapsed().as_secs_f64())
 }
 
+/// Writes the first `ops` blocks one at a time, each followed by
+/// `fdatasync` before the next starts, and times each pair.
+async fn sync_probe(
+    file: &Rc<tokio_uring::fs::File>,
+    pool: &mut Vec<AlignedBuf>,
+    ops: u64,
+    bs: usize,
+) -> Result<SyncLatency> {
+    let mut buf = pool.pop().expect("pool");
+    let mut samples = Vec::with_capacity(ops as usize);
+    for k in 0..ops {
+        let t = Instant::now();
+        let (res, b) = file.write_all_at(buf, k * bs as u64).await;
+        buf = b;
+        res.context("write")?;
+        file.sync_data().await.context("fdatasync")?;
+        samples.push(t.elapsed().as_micros() as u64);
+    }
+    pool.push(buf);
+    Ok(SyncLatency::from_samples(samples))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_latency_percentiles() {
+        let l = SyncLatency::from_samples((1..=1000).rev().collect());
+        assert_eq!((l.ops, l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms), (1000, 0.5, 0.99, 0.999, 1.0));
+        let one = SyncLatency::from_samples(vec![2500]);
+        assert_eq!((one.p50_ms, one.p999_ms, one.max_ms), (2.5, 2.5, 2.5));
+        assert_eq!(SyncLatency::from_samples(Vec::new()), SyncLatency::default());
+    }
 
     #[test]
     fn aligned_buffer() {
@@ -265,6 +338,12 @@ mod tests {
             r.iter().all(|r| r.write_mb_s > 0.0 && r.write_fresh_mb_s > 0.0 && r.read_mb_s > 0.0)
         );
         assert_eq!(r[0].writes_per_sync, 4);
+        // 4 MiB holds 16 blocks of 256 KiB: each written and synced once.
+        assert_eq!(r[0].sync_latency.ops, 16);
+        assert_eq!(r[1].sync_latency.ops, 4);
+        assert!(r.iter().all(|r| r.sync_latency.p50_ms > 0.0
+            && r.sync_latency.p50_ms <= r.sync_latency.p999_ms
+            && r.sync_latency.p999_ms <= r.sync_latency.max_ms));
         assert!(write_ceiling(&r).unwrap() > 0.0);
     }
 }

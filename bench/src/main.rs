@@ -281,12 +281,15 @@ fn run_disk(dopts: &DiskOpts, out: &Path, stem: &str) -> Result<(Vec<DiskResult>
     let files = plot::disk_chart(out, stem, &res)?;
     for r in &res {
         println!(
-            "disk {} KiB: write {:.1} MB/s overwriting, {:.1} MB/s into a new file ({} writes per fdatasync), read {:.1} MB/s{}",
+            "disk {} KiB: write {:.1} MB/s overwriting, {:.1} MB/s into a new file ({} writes per fdatasync), read {:.1} MB/s; one write + fdatasync at a time p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms{}",
             r.block_size >> 10,
             r.write_mb_s,
             r.write_fresh_mb_s,
             r.writes_per_sync,
             r.read_mb_s,
+            r.sync_latency.p50_ms,
+            r.sync_latency.p99_ms,
+            r.sync_latency.p999_ms,
             if r.direct { "" } else { " (no O_DIRECT: page cache)" }
         );
     }

@@ -13,8 +13,8 @@ pub const CSV_HEADER: &str = "target,phase,window,elapsed_s,window_s,stored_byte
 lat_p50_ms,lat_p99_ms,lat_p999_ms,lat_max_ms,errors,node_cpu_s,node_cpu_cores,node_disk_write_mb_s,\
 node_disk_read_mb_s";
 
-pub const DISK_CSV_HEADER: &str =
-    "dir,block_size,bytes,writes_per_fdatasync,write_mb_s,write_fresh_mb_s,read_mb_s,o_direct";
+pub const DISK_CSV_HEADER: &str = "dir,block_size,bytes,writes_per_fdatasync,write_mb_s,write_fresh_mb_s,read_mb_s,o_direct,\
+     sync_ops,sync_p50_ms,sync_p99_ms,sync_p999_ms,sync_max_ms";
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
@@ -74,7 +74,7 @@ pub fn write_disk_csv(path: &Path, opts: &DiskOpts, results: &[DiskResult]) -> R
     for r in results {
         writeln!(
             s,
-            "{},{},{},{},{:.1},{:.1},{:.1},{}",
+            "{},{},{},{},{:.1},{:.1},{:.1},{},{},{:.3},{:.3},{:.3},{:.3}",
             opts.dir.display(),
             r.block_size,
             r.bytes,
@@ -82,7 +82,12 @@ pub fn write_disk_csv(path: &Path, opts: &DiskOpts, results: &[DiskResult]) -> R
             r.write_mb_s,
             r.write_fresh_mb_s,
             r.read_mb_s,
-            r.direct
+            r.direct,
+            r.sync_latency.ops,
+            r.sync_latency.p50_ms,
+            r.sync_latency.p99_ms,
+            r.sync_latency.p999_ms,
+            r.sync_latency.max_ms
         )
         .expect("write to string");
     }
@@ -98,23 +103,29 @@ pub fn disk_markdown(opts: &DiskOpts, results: &[DiskResult]) -> String {
          {} KiB then one fdatasync, reads {} in flight. Writes run twice over the file: \
          into a new file's blocks that `fallocate` left unwritten (the filesystem converts \
          them as they are written), then over the written blocks; the ceiling is the \
-         faster.\n",
+         faster. Write + fdatasync: one block written over written blocks and synced at a time, \
+         nothing else in flight (up to {} per block size): the latency an acknowledgement \
+         with fsync cannot beat on this device.\n",
         opts.dir.display(),
         opts.size >> 20,
         opts.sync_bytes >> 10,
-        opts.read_depth
+        opts.read_depth,
+        crate::disk::SYNC_PROBE_OPS
     );
-    s.push_str("| block | O_DIRECT | writes per fdatasync | write MB/s (overwrite) | write MB/s (new file) | read MB/s |\n|---:|:---:|---:|---:|---:|---:|\n");
+    s.push_str("| block | O_DIRECT | writes per fdatasync | write MB/s (overwrite) | write MB/s (new file) | read MB/s | write + fdatasync p50 / p99 / p99.9 ms |\n|---:|:---:|---:|---:|---:|---:|---:|\n");
     for r in results {
         let _ = writeln!(
             s,
-            "| {} KiB | {} | {} | {:.1} | {:.1} | {:.1} |",
+            "| {} KiB | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} / {:.2} / {:.2} |",
             r.block_size >> 10,
             if r.direct { "yes" } else { "no (page cache!)" },
             r.writes_per_sync,
             r.write_mb_s,
             r.write_fresh_mb_s,
-            r.read_mb_s
+            r.read_mb_s,
+            r.sync_latency.p50_ms,
+            r.sync_latency.p99_ms,
+            r.sync_latency.p999_ms
         );
     }
     s

@@ -202,8 +202,12 @@ pub fn run(a: TargetsArgs) -> Result<()> {
         produce_share(max.outcome(), ceiling(disk::write_ceiling)),
         flat_curve(max.outcome()),
         records_per_core(kreps.outcome()),
-        half_load_latency(half.outcome(), half.opts.params.rate),
-        tail_disk_reads(half.outcome()),
+        half_load_latency(
+            half.outcome(),
+            half.opts.params.rate,
+            disk.as_ref().ok().and_then(|d| device_sync_floor(d)),
+        ),
+        tail_disk_reads(half.outcome(), max.outcome()),
         cold_backlog(backlog.outcome(), ceiling(disk::read_ceiling)),
     ];
     let phases = [(&max, "1, 2"), (&half, "4, 5"), (&kreps, "3"), (&backlog, "6")];
@@ -553,7 +557,20 @@ fn records_per_core(r: Result<&TargetResult, String>) -> Verdict {
     }
 }
 
-fn half_load_latency(r: Result<&TargetResult, String>, offered: Option<f64>) -> Verdict {
+/// The device's write + fdatasync latency at the smallest block size
+/// measured (one at a time): what no acks=all acknowledgement can beat.
+fn device_sync_floor(d: &[DiskResult]) -> Option<(usize, disk::SyncLatency)> {
+    d.iter()
+        .filter(|r| r.sync_latency.ops > 0)
+        .min_by_key(|r| r.block_size)
+        .map(|r| (r.block_size, r.sync_latency))
+}
+
+fn half_load_latency(
+    r: Result<&TargetResult, String>,
+    offered: Option<f64>,
+    device: Option<(usize, disk::SyncLatency)>,
+) -> Verdict {
     const T: &str = "4. latency at 50 % of max load, acks=all (`omb-1kb`, open loop)";
     let required = format!(
         "produce p99 ≤ {PRODUCE_P99_MS} ms, p99.9 ≤ {PRODUCE_P999_MS} ms; end-to-end p99 ≤ \
@@ -591,12 +608,21 @@ fn half_load_latency(r: Result<&TargetResult, String>, offered: Option<f64>) -> 
             n.cpu_wait_s, n.cpu_s, p.client_cpu_wait_s, p.client_cpu_s, p.secs
         )
     });
+    let device = device.map_or(String::new(), |(bs, l)| {
+        format!(
+            "; the device's own write + fdatasync of one {} KiB block at a time: p99 {:.2} ms, \
+             p99.9 {:.2} ms",
+            bs >> 10,
+            l.p99_ms,
+            l.p999_ms
+        )
+    });
     Verdict {
         target: T,
         required,
         measured: format!(
             "produce p99 {p99:.2} ms, p99.9 {p999:.2} ms; end-to-end p99 {e2e:.2} ms; \
-             {:.0} records/s acknowledged over the phase, {} offered{}{lag}{waits}",
+             {:.0} records/s acknowledged over the phase, {} offered{}{lag}{waits}{device}",
             p.totals.records as f64 / p.secs.max(1e-9),
             offered.map_or("–".into(), |r| format!("{r:.0}")),
             errors(p)
@@ -606,21 +632,45 @@ fn half_load_latency(r: Result<&TargetResult, String>, offered: Option<f64>) -> 
     }
 }
 
-fn tail_disk_reads(r: Result<&TargetResult, String>) -> Verdict {
+/// The node's disk reads over a phase's produce windows: (bytes, seconds),
+/// `None` when the node was not sampled. A tick's node counters are on each
+/// of its rows, so only the produce rows count.
+fn node_reads(r: &TargetResult) -> Option<(u64, f64)> {
+    let windows: Vec<&Row> =
+        r.rows.iter().filter(|w| w.phase == Phase::Produce && w.node.is_some()).collect();
+    if windows.is_empty() {
+        return None;
+    }
+    let read: u64 = windows.iter().filter_map(|w| w.node).map(|n| n.read_bytes).sum();
+    Some((read, windows.iter().map(|w| w.secs).sum()))
+}
+
+/// `r`: omb-half (a tailing consumer); `control`: omb-max, which has no
+/// consumer, so what the node read there was not a consumer's doing.
+fn tail_disk_reads(
+    r: Result<&TargetResult, String>,
+    control: Result<&TargetResult, String>,
+) -> Verdict {
     const T: &str = "5. caught-up consumer causes no disk reads (during 4)";
     let required = "0 bytes read from disk by the node".to_string();
     let r = match r {
         Ok(r) => r,
         Err(e) => return Verdict::not_judged(T, required, e),
     };
-    // A tick's node counters are on each of its rows: count the produce rows only.
-    let windows: Vec<&Row> =
-        r.rows.iter().filter(|w| w.phase == Phase::Produce && w.node.is_some()).collect();
-    if windows.is_empty() {
+    let Some((read, secs)) = node_reads(r) else {
         return Verdict::not_judged(T, required, "node disk counters not sampled".into());
-    }
-    let read: u64 = windows.iter().filter_map(|w| w.node).map(|n| n.read_bytes).sum();
-    let secs: f64 = windows.iter().map(|w| w.secs).sum();
+    };
+    let control = control.ok().and_then(|c| Some((c, node_reads(c)?))).map_or(
+        String::new(),
+        |(c, (bytes, secs))| {
+            let produced: u64 = c.rows.iter().map(|w| w.stats.bytes).sum();
+            format!(
+                "; without a consumer (omb-max, {:.1} MB produced) the node read {bytes} bytes \
+                 in {secs:.1} s",
+                produced as f64 / 1e6
+            )
+        },
+    );
     let bytes = |ph: Phase| {
         r.rows.iter().filter(|w| w.phase == ph).map(|w| w.stats.bytes).sum::<u64>() as f64 / 1e6
     };
@@ -629,7 +679,7 @@ fn tail_disk_reads(r: Result<&TargetResult, String>) -> Verdict {
         required,
         measured: format!(
             "{read} bytes read by the node in {secs:.1} s; the consumer received {:.1} of \
-             {:.1} MB produced",
+             {:.1} MB produced{control}",
             bytes(Phase::Consume),
             bytes(Phase::Produce)
         ),
@@ -670,16 +720,22 @@ fn cold_backlog(r: Result<&TargetResult, String>, ceiling: Result<f64, String>) 
             } else {
                 ""
             };
-            format!("node disk read {:.1} MB/s{warm}", n.read_bytes as f64 / 1e6 / c.secs.max(1e-9))
+            format!(
+                "node disk read {:.1} MB/s{warm}; node {:.2} cores",
+                n.read_bytes as f64 / 1e6 / c.secs.max(1e-9),
+                n.cpu_s / c.secs.max(1e-9)
+            )
         }
         None => "node disk read not sampled".into(),
     };
+    // One consumer keeps one fetch in flight: neither side need be busy.
+    let client = format!(", bench {:.2} cores of {}", c.client_cpu_s / c.secs.max(1e-9), cores());
     Verdict {
         target: T,
         required,
         measured: format!(
-            "{m:.1} MB/s = {:.1} % of {ceil:.1} MB/s; {disk}; {:.1} MB produced, {:.1} MB read \
-             back{}",
+            "{m:.1} MB/s = {:.1} % of {ceil:.1} MB/s; {disk}{client}; {:.1} MB produced, {:.1} \
+             MB read back{}",
             m / ceil * 100.0,
             p.totals.bytes as f64 / 1e6,
             c.totals.bytes as f64 / 1e6,
@@ -813,21 +869,43 @@ mod tests {
                 summary(Phase::Consume, 1000, 1_000_000, 4, 8),
             ],
         );
-        let v = half_load_latency(Ok(&r), Some(100.0));
+        let floor =
+            disk::SyncLatency { ops: 1000, p50_ms: 0.4, p99_ms: 0.9, p999_ms: 1.5, max_ms: 2.0 };
+        let v = half_load_latency(Ok(&r), Some(100.0), Some((256 << 10, floor)));
         assert_eq!((v.met, v.gap.as_str()), (Some(false), "produce p99.9 30.0 ms, 3.0× the bound"));
         // The client's share of the latency is stated beside it.
         assert!(
             v.measured.contains("the client's own send lag p99 12.00 ms")
                 && v.measured
-                    .contains("waiting for a CPU: node 1.5 s (running 2.0 CPU-s), client 4.0 s"),
+                    .contains("waiting for a CPU: node 1.5 s (running 2.0 CPU-s), client 4.0 s")
+                && v.measured.contains(
+                    "the device's own write + fdatasync of one 256 KiB block at a time: p99 \
+                     0.90 ms, p99.9 1.50 ms"
+                ),
             "{}",
             v.measured
         );
-        // 5: no node reads in the windows.
-        assert_eq!(tail_disk_reads(Ok(&r)).met, Some(true));
+        // 5: no node reads in the windows; the produce-only control read 4096 bytes.
+        let mut read_row = row(0, 20, true);
+        read_row.node = read_row.node.map(|n| ProcSample { read_bytes: 4096, ..n });
+        let control = result(vec![read_row], Vec::new());
+        let v = tail_disk_reads(Ok(&r), Ok(&control));
+        assert_eq!(v.met, Some(true));
+        assert!(
+            v.measured.ends_with(
+                "without a consumer (omb-max, 20.0 MB produced) the node read 4096 bytes in 1.0 s"
+            ),
+            "{}",
+            v.measured
+        );
+        // ... and the other way round: reads with the consumer fail the target.
+        let v = tail_disk_reads(Ok(&control), Err("phase `omb-max` did not run".into()));
+        assert_eq!((v.met, v.gap.as_str()), (Some(false), "0.004 MB read (0.004 MB/s), must be 0"));
         // 6: 0.1 MB/s read back, no node reads: flagged as not cold.
         let v = cold_backlog(Ok(&r), Ok(1000.0));
         assert_eq!(v.met, Some(false));
         assert!(v.measured.contains("not cold"), "{}", v.measured);
+        // The consume phase's CPU on both sides: node 2.0 and bench 5.0 CPU-s in 10 s.
+        assert!(v.measured.contains("; node 0.20 cores, bench 0.50 cores of"), "{}", v.measured);
     }
 }

@@ -55,6 +55,22 @@ fn assert_svg(p: &Path) {
     assert!(s.contains("<text"), "{} has no text", p.display());
 }
 
+const DISK_COLUMNS: &[&str] = &[
+    "dir",
+    "block_size",
+    "bytes",
+    "writes_per_fdatasync",
+    "write_mb_s",
+    "write_fresh_mb_s",
+    "read_mb_s",
+    "o_direct",
+    "sync_ops",
+    "sync_p50_ms",
+    "sync_p99_ms",
+    "sync_p999_ms",
+    "sync_max_ms",
+];
+
 /// Rows of a CSV as maps from column to value, after checking the header.
 fn csv_rows(p: &Path, columns: &[&str]) -> Vec<Vec<String>> {
     let s = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
@@ -118,21 +134,16 @@ fn produce_e2e_and_disk_runs_write_their_reports() {
         assert_png(&out.path().join(format!("{stem}.png")));
         assert_svg(&out.path().join(format!("{stem}.svg")));
     }
-    let disk = csv_rows(
-        &out.path().join("smoke-disk.csv"),
-        &[
-            "dir",
-            "block_size",
-            "bytes",
-            "writes_per_fdatasync",
-            "write_mb_s",
-            "write_fresh_mb_s",
-            "read_mb_s",
-            "o_direct",
-        ],
-    );
+    let disk = csv_rows(&out.path().join("smoke-disk.csv"), DISK_COLUMNS);
     assert_eq!(disk.len(), 2);
+    for r in &disk {
+        // Each block of the small file written and synced once, one at a time.
+        let ms = |i: usize| r[i].parse::<f64>().unwrap_or_else(|e| panic!("{r:?}: {e}"));
+        assert!(r[8].parse::<u64>().is_ok_and(|n| n > 0), "sync probe ran: {r:?}");
+        assert!(ms(9) > 0.0 && ms(9) <= ms(10) && ms(10) <= ms(11) && ms(11) <= ms(12), "{r:?}");
+    }
     let summary = std::fs::read_to_string(out.path().join("smoke-summary.md")).unwrap();
+    assert!(summary.contains("write + fdatasync p50 / p99 / p99.9 ms"), "{summary}");
     assert!(summary.contains("## Disk ceiling"), "{summary}");
     assert!(summary.contains("MB/s ÷ disk ceiling"), "{summary}");
     assert!(summary.contains("CPU-s / M records"), "{summary}");
@@ -179,23 +190,7 @@ fn produce_e2e_and_disk_runs_write_their_reports() {
         "--out",
         o,
     ]);
-    assert_eq!(
-        csv_rows(
-            &out.path().join("disk.csv"),
-            &[
-                "dir",
-                "block_size",
-                "bytes",
-                "writes_per_fdatasync",
-                "write_mb_s",
-                "write_fresh_mb_s",
-                "read_mb_s",
-                "o_direct"
-            ],
-        )
-        .len(),
-        2
-    );
+    assert_eq!(csv_rows(&out.path().join("disk.csv"), DISK_COLUMNS,).len(), 2);
     assert_png(&out.path().join("disk.png"));
     assert_svg(&out.path().join("disk.svg"));
     assert!(out.path().join("disk-summary.md").exists());
