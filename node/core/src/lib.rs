@@ -45,7 +45,8 @@
 //! - `ScanOutcome { base_offset, valid_len: Position, next_offset: Offset, max_timestamp: i64,
 //!   batch_count: u64, stop: ScanStop, offset_index, time_index, producer_batches: Vec<ProducerBatch> }`,
 //!   `into_segment_info(self, created_ms: i64) -> SegmentInfo`.
-//! - `ScanStop::{CleanEnd, ZeroFill, Truncated, Corrupt(BatchError), OffsetOrder}`.
+//! - `ScanStop::{CleanEnd, ZeroFill, Truncated, Corrupt(BatchError), OffsetOrder, EarlierSegment}`,
+//!   `is_clean(&self) -> bool`.
 //!
 //! [`log`]:
 //! - `LogConfig { segment_bytes: u64, segment_ms: i64, retention_ms: Option<i64>,

@@ -42,6 +42,18 @@ pub enum ScanStop {
     /// greater than the previous last offset, below the segment base or the
     /// expected next offset) or do not fit the segment's relative-offset range.
     OffsetOrder,
+    /// A valid batch wholly below the segment's base offset: an earlier
+    /// segment's data in a recycled segment file, after the end of the new
+    /// data. Where a recycled file's log ends; not damage.
+    EarlierSegment,
+}
+
+impl ScanStop {
+    /// Whether the scan stopped where a log ends normally (no torn or
+    /// damaged bytes were cut).
+    pub fn is_clean(&self) -> bool {
+        matches!(self, ScanStop::CleanEnd | ScanStop::ZeroFill | ScanStop::EarlierSegment)
+    }
 }
 
 /// The result of scanning one segment. A plain value handed to the shell,
@@ -266,6 +278,11 @@ impl SegmentScanner {
             && last < i64::MAX
             && last.checked_sub(self.base_offset.0).is_some_and(|rel| rel <= MAX_RELATIVE_OFFSET);
         if !in_range {
+            // Recycled files keep their old batches after the new ones
+            // (segments are renamed, not zeroed).
+            if last < self.base_offset.0 {
+                return Examined::Stop(ScanStop::EarlierSegment);
+            }
             return Examined::Stop(ScanStop::OffsetOrder);
         }
         Examined::Batch(header, total, Offset(last))
@@ -417,6 +434,28 @@ mod tests {
         bytes.extend_from_slice(&[0; 5]);
         let out = scan(0, &bytes);
         assert_eq!((out.stop, out.valid_len), (ScanStop::ZeroFill, Position(good as u64)));
+    }
+
+    #[test]
+    fn a_recycled_file_ends_at_the_earlier_segments_data() {
+        // New data at 100.., then what the file held before: batches at 10...
+        let (mut bytes, _) = segment(100, &[(2, 3), (3, 40)]);
+        let good = bytes.len();
+        let (old, _) = segment(10, &[(4, 50), (4, 50)]);
+        bytes.extend_from_slice(&old);
+        let out = scan(100, &bytes);
+        assert_eq!(
+            (out.stop.clone(), out.valid_len, out.next_offset, out.batch_count),
+            (ScanStop::EarlierSegment, Position(good as u64), Offset(105), 2)
+        );
+        assert!(out.stop.is_clean());
+        // A batch reaching into the segment's range is damage, not old data.
+        let (mut bytes, _) = segment(100, &[(2, 3)]);
+        let (straddling, _) = segment(98, &[(4, 3)]);
+        bytes.extend_from_slice(&straddling);
+        let out = scan(100, &bytes);
+        assert_eq!(out.stop, ScanStop::OffsetOrder);
+        assert!(!out.stop.is_clean() && !ScanStop::Truncated.is_clean());
     }
 
     #[test]

@@ -49,7 +49,8 @@
 //! cuts the file after its last block, and recovery stops at the first
 //! batch below the segment's base offset (every spare's batches are: they
 //! were below the log start when deleted, and a truncation or reset, which
-//! could lower offsets again, first unlinks the spares). A file some reader
+//! could lower offsets again, first unlinks the spares), as the end of the
+//! log, not as damage (`ScanStop::EarlierSegment`: no warning). A file some reader
 //! still holds (an in-flight read or read-ahead) is unlinked, not recycled,
 //! so no read of the old segment can see new data.
 
@@ -69,7 +70,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use weir_node_core::log::{AppendPlan, LogConfig, PartitionLog, SegmentInfo};
 use weir_node_core::producer_state::{ProducerBatch, ProducerStateTable, SeqCheck};
-use weir_node_core::recovery::{ScanStop, SegmentScanner};
+use weir_node_core::recovery::SegmentScanner;
 use weir_node_core::replica::{
     Acks, EpochEntry, LeaderEpochCache, LogCut, ReplicaConfig, ReplicaState, Role,
 };
@@ -326,7 +327,7 @@ impl Partition {
                         .await
                         .map_err(io_err)?;
                     let out = scanner.finish();
-                    if !matches!(out.stop, ScanStop::CleanEnd | ScanStop::ZeroFill) {
+                    if !out.stop.is_clean() {
                         tracing::warn!(
                             partition = %tp,
                             segment = base.0,
