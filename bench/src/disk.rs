@@ -209,30 +209,12 @@ async fn measure_one(opts: &DiskOpts, bs: usize) -> Result<DiskResult> {
         // each write's completion and fdatasync writes the extent tree: what
         // a new segment file costs), the second overwrites written blocks
         // (what a recycled segment costs): the device's own speed.
-        let fresh_s = write_pass(&file, &mut pool, blocks, bs, per_sync).await?;
-        let write_s = write_pass(&file, &mut pool, blocks, bs, per_sync).await?;
+        let fresh_s = pass(&file, &mut pool, blocks, bs, per_sync, Op::WriteSync).await?;
+        let write_s = pass(&file, &mut pool, blocks, bs, per_sync, Op::WriteSync).await?;
         let sync_latency = sync_probe(&file, &mut pool, blocks.min(SYNC_PROBE_OPS), bs).await?;
 
         // Reads: `read_depth` in flight, sequential.
-        let t = Instant::now();
-        let mut next: u64 = 0;
-        while next < blocks {
-            let n = opts.read_depth.max(1).min((blocks - next) as usize);
-            let mut handles = Vec::with_capacity(n);
-            for k in 0..n {
-                let f = file.clone();
-                let buf = pool.pop().expect("pool");
-                let pos = (next + k as u64) * bs as u64;
-                handles.push(tokio_uring::spawn(async move { f.read_exact_at(buf, pos).await }));
-            }
-            for h in handles {
-                let (res, buf) = h.await.context("read task")?;
-                res.context("read")?;
-                pool.push(buf);
-            }
-            next += n as u64;
-        }
-        let read_s = t.elapsed().as_secs_f64();
+        let read_s = pass(&file, &mut pool, blocks, bs, opts.read_depth.max(1), Op::Read).await?;
         Ok::<_, anyhow::Error>(DiskResult {
             block_size: bs,
             bytes: size,
@@ -249,32 +231,48 @@ async fn measure_one(opts: &DiskOpts, bs: usize) -> Result<DiskResult> {
     result
 }
 
-/// Writes `blocks` blocks of `bs` bytes from the start of `file`,
-/// `per_sync` in flight, then one fdatasync; returns the seconds taken.
-async fn write_pass(
+/// What a [`pass`] does with each group of blocks.
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    /// Write them, then one fdatasync.
+    WriteSync,
+    Read,
+}
+
+/// Writes or reads `blocks` blocks of `bs` bytes from the start of `file`
+/// in order, `group` in flight at a time; returns the seconds taken.
+async fn pass(
     file: &Rc<tokio_uring::fs::File>,
     pool: &mut Vec<AlignedBuf>,
     blocks: u64,
     bs: usize,
-    per_sync: usize,
+    group: usize,
+    op: Op,
 ) -> Result<f64> {
     let t = Instant::now();
     let mut next: u64 = 0;
     while next < blocks {
-        let n = per_sync.min((blocks - next) as usize);
+        let n = group.min((blocks - next) as usize);
         let mut handles = Vec::with_capacity(n);
         for k in 0..n {
             let f = file.clone();
             let buf = pool.pop().expect("pool");
             let pos = (next + k as u64) * bs as u64;
-            handles.push(tokio_uring::spawn(async move { f.write_all_at(buf, pos).await }));
+            handles.push(tokio_uring::spawn(async move {
+                match op {
+                    Op::WriteSync => f.write_all_at(buf, pos).await,
+                    Op::Read => f.read_exact_at(buf, pos).await,
+                }
+            }));
         }
         for h in handles {
-            let (res, buf) = h.await.context("write task")?;
-            res.context("write")?;
+            let (res, buf) = h.await.context("I/O task")?;
+            res.context(if op == Op::Read { "read" } else { "write" })?;
             pool.push(buf);
         }
-        file.sync_data().await.context("fdatasync")?;
+        if op == Op::WriteSync {
+            file.sync_data().await.context("fdatasync")?;
+        }
         next += n as u64;
     }
     Ok(t.elapsed().as_secs_f64())

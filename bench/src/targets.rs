@@ -660,17 +660,17 @@ fn tail_disk_reads(
     let Some((read, secs)) = node_reads(r) else {
         return Verdict::not_judged(T, required, "node disk counters not sampled".into());
     };
-    let control = control.ok().and_then(|c| Some((c, node_reads(c)?))).map_or(
-        String::new(),
-        |(c, (bytes, secs))| {
+    let control = match control.ok().map(|c| (c, node_reads(c))) {
+        Some((c, Some((bytes, secs)))) => {
             let produced: u64 = c.rows.iter().map(|w| w.stats.bytes).sum();
             format!(
                 "; without a consumer (omb-max, {:.1} MB produced) the node read {bytes} bytes \
                  in {secs:.1} s",
                 produced as f64 / 1e6
             )
-        },
-    );
+        }
+        _ => String::new(),
+    };
     let bytes = |ph: Phase| {
         r.rows.iter().filter(|w| w.phase == ph).map(|w| w.stats.bytes).sum::<u64>() as f64 / 1e6
     };

@@ -54,6 +54,15 @@ fn inodes(dir: &Path, ext: &str) -> Vec<u64> {
     out
 }
 
+/// The partition under test, leading alone: 256 KiB segments (64 batches of
+/// 4 KiB) and no batch cache, so every read goes to the files.
+async fn open(dir: &Path) -> Rc<Partition> {
+    let tp = TopicPartition::new("recycle", 0);
+    let p = common::open_with(dir, tp, 1, 256 << 10, 0, ReadAheads::new(8 << 20)).await;
+    common::lead_alone(&p).await;
+    p
+}
+
 fn recycled() -> u64 {
     weir_node::metrics::with(|m| m.segments_recycled)
 }
@@ -61,15 +70,10 @@ fn recycled() -> u64 {
 #[test]
 fn deleted_segments_become_new_segments_and_their_old_batches_stay_unread() {
     let dir = tempfile::tempdir().unwrap();
-    let tp = TopicPartition::new("recycle", 0);
     let pdir = dir.path().join("recycle-0");
     run_local(async {
         dma_probe(dir.path(), 0).await.unwrap();
-        // No batch cache: every read goes to the files.
-        let open =
-            || common::open_with(dir.path(), tp.clone(), 1, 256 << 10, 0, ReadAheads::new(8 << 20));
-        let p = open().await;
-        common::lead_alone(&p).await;
+        let p = open(dir.path()).await;
         // 64 batches of 4 KiB per 256 KiB segment: 200 batches fill 3 segments.
         append_blocks(&p, 0..200).await;
         let first_logs = inodes(&pdir, "log");
@@ -101,8 +105,7 @@ fn deleted_segments_become_new_segments_and_their_old_batches_stay_unread() {
         assert_eq!(inodes(&pdir, "spare").len(), 1);
         let end = p.log_end_offset();
         drop(p);
-        let p = open().await;
-        common::lead_alone(&p).await;
+        let p = open(dir.path()).await;
         assert_eq!(p.log_end_offset(), end, "recovery stops at the last batch written");
         let expected: Vec<(i64, i64)> = (200..340).map(|o| (o, o)).collect();
         assert_eq!(read_all(&p, Offset(200)).await, expected);
@@ -119,12 +122,10 @@ fn deleted_segments_become_new_segments_and_their_old_batches_stay_unread() {
 #[test]
 fn a_segment_file_being_read_when_deleted_is_not_recycled() {
     let dir = tempfile::tempdir().unwrap();
-    let tp = TopicPartition::new("recycle", 0);
     let pdir = dir.path().join("recycle-0");
     run_local(async {
         dma_probe(dir.path(), 0).await.unwrap();
-        let p = common::open_with(dir.path(), tp, 1, 256 << 10, 0, ReadAheads::new(8 << 20)).await;
-        common::lead_alone(&p).await;
+        let p = open(dir.path()).await;
         append_blocks(&p, 0..200).await;
         let first = inodes(&pdir, "log");
         let segment0 = std::fs::metadata(pdir.join(format!("{:020}.log", 0))).unwrap().ino();
